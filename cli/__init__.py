@@ -1,0 +1,1 @@
+"""The kerastl command line (installed as ``kerastl_cli``)."""

@@ -1,0 +1,192 @@
+"""Training commands: ``finetune``, ``pretrain``, ``quickstart``."""
+
+from __future__ import annotations
+
+
+import click
+
+from kerastl.backbones import REGISTRY
+from kerastl.data.pipeline import AUGMENTATIONS
+from kerastl.quickstart import DEFAULTS as QUICKSTART
+from kerastl_cli.main import cli
+from kerastl_cli.output import print_table
+
+BACKBONE_CHOICE = click.Choice(sorted(REGISTRY), case_sensitive=False)
+
+
+def data_options(command):
+    """Options that choose and split the data."""
+    for option in reversed([
+        click.option("--classes", help="Keep only these classes: names or indices, "
+                     "'0-4' or 'cat,dog'."),
+        click.option("--per-class", type=click.IntRange(min=1),
+                     help="Few-shot: at most N training images per class (seeded)."),
+        click.option("--val-fraction", type=click.FloatRange(0, 0.9), default=0.2,
+                     help="Share of each class held out for validation when the data "
+                          "has no val/ split."),
+        click.option("--image-size", type=click.IntRange(min=8),
+                     help="Side in pixels [default: the backbone's default, or a "
+                          "pretrained run's size]."),
+    ]):
+        command = option(command)
+    return command
+
+
+def training_options(command):
+    """Options every training command shares."""
+    for option in reversed([
+        click.option("--batch-size", type=click.IntRange(min=1), default=32),
+        click.option("--lr", type=float, default=1e-3, help="Adam learning rate (the head's "
+                     "rate while the backbone is frozen)."),
+        click.option("--augment", type=click.Choice(AUGMENTATIONS), default="light",
+                     help="Augmentation preset from Keras core layers."),
+        click.option("--mixup", is_flag=True, help="MixUp batches (one-hot labels)."),
+        click.option("--cutmix", is_flag=True, help="CutMix batches (one-hot labels)."),
+        click.option("--dropout", type=click.FloatRange(0, 0.95), default=0.2,
+                     help="Dropout before the classification layer."),
+        click.option("--bn-momentum", type=click.FloatRange(0, 1),
+                     help="BatchNorm momentum [default: 0.9 from scratch, the "
+                          "backbone's own otherwise]."),
+        click.option("--patience", type=click.IntRange(min=1), default=5,
+                     help="Early stopping: epochs without a better val_accuracy, per phase."),
+        click.option("--seed", type=int, default=0, help="Seeds Python, NumPy, TensorFlow, "
+                     "the split and augmentation."),
+        click.option("--jit-compile/--no-jit-compile", default=False,
+                     help="XLA compilation (faster per step, slower to start)."),
+        click.option("--runs-dir", type=click.Path(file_okay=False), default="runs"),
+        click.option("--name", help="Run directory name [default: JOB-BACKBONE-TIME]."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing run directory."),
+    ]):
+        command = option(command)
+    return command
+
+
+@cli.command()
+@click.argument("data", required=False)
+@click.option("--backbone", type=BACKBONE_CHOICE, default=None,
+              help="Registered backbone (see 'kerastl backbones') [default: "
+                   "mobilenetv3small, or the one in a --weights run].")
+@click.option("--weights", default="imagenet",
+              help="imagenet, none, a .weights.h5 file, or a 'kerastl pretrain' run "
+                   "directory.")
+@data_options
+@click.option("--frozen-epochs", type=click.IntRange(min=0), default=2,
+              help="Phase 1: epochs with the backbone frozen (head only).")
+@click.option("--finetune-epochs", type=click.IntRange(min=0), default=3,
+              help="Phase 2: epochs with the top of the backbone unfrozen.")
+@click.option("--finetune-lr", type=float, help="Phase-2 learning rate [default: --lr / 10].")
+@click.option("--unfreeze", default="all",
+              help="What phase 2 unfreezes: all, N layers, a fraction (0.25), or Kblocks.")
+@click.option("--train-bn", is_flag=True,
+              help="BatchNorm in unfrozen blocks trains (scale, offset, batch statistics).")
+@training_options
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="Repeat a run from its config.json; options given here override it.")
+@click.pass_context
+def finetune(ctx: click.Context, data, config_path, **options) -> None:
+    """Finetune a backbone on DATA: frozen backbone first, then unfreeze its top.
+
+    \b
+    Examples:
+      kerastl finetune photos/ --backbone resnet50 --weights imagenet --image-size 160
+      kerastl finetune sample --weights runs/my-pretrain --classes 5-9 --per-class 20
+      kerastl finetune --config runs/finetune-resnet50-20261128-101010/config.json
+    """
+    from kerastl.transfer.finetune import FinetuneConfig, config_from_file, run_finetune
+
+    given = _given_options(ctx, options)
+    if data is not None:
+        given["data"] = data
+    if config_path:
+        config = config_from_file(config_path, **given)
+    elif data is None:
+        raise click.UsageError("give DATA, or --config to repeat an earlier run")
+    else:
+        if options["backbone"] is None and options["weights"] in ("imagenet", "none"):
+            options["backbone"] = "mobilenetv3small"
+        config = FinetuneConfig(data=data, **options)
+    config.verbose = ctx.obj["fit_verbose"]
+    _summarise(run_finetune(config))
+
+
+@cli.command()
+@click.argument("data")
+@click.option("--backbone", type=BACKBONE_CHOICE, default="kerastl_small")
+@click.option("--weights", default="none",
+              help="none trains from scratch; imagenet or a file continues pretraining.")
+@data_options
+@click.option("--epochs", type=click.IntRange(min=1), default=10)
+@training_options
+@click.pass_context
+def pretrain(ctx: click.Context, data, epochs, **options) -> None:
+    """Train a backbone on a source dataset and keep it for transfer.
+
+    The run directory holds backbone.keras and backbone.json; later,
+    'kerastl finetune TARGET --weights runs/NAME' starts from it.
+
+    \b
+    Example (the backbone kerastl quickstart ships):
+      kerastl pretrain sample --classes 0-4 --backbone kerastl_small --image-size 32 \\
+          --epochs 20 --seed 0 --name sample_backbone
+    """
+    from kerastl.transfer.finetune import FinetuneConfig, run_finetune
+
+    config = FinetuneConfig(data=data, frozen_epochs=0, finetune_epochs=epochs, job="pretrain",
+                            save_backbone=True, verbose=ctx.obj["fit_verbose"], **options)
+    result = run_finetune(config)
+    _summarise(result)
+    click.echo(f"Backbone: {result.run_dir / 'backbone.keras'} "
+               f"(finetune with --weights {result.run_dir})")
+
+
+@cli.command()
+@click.option("--per-class", type=click.IntRange(min=1), default=QUICKSTART["per_class"],
+              help="Target labels per class.")
+@click.option("--frozen-epochs", type=click.IntRange(min=0),
+              default=QUICKSTART["frozen_epochs"])
+@click.option("--finetune-epochs", type=click.IntRange(min=0),
+              default=QUICKSTART["finetune_epochs"])
+@click.option("--seed", type=int, default=QUICKSTART["seed"])
+@click.option("--runs-dir", type=click.Path(file_okay=False), default="runs")
+@click.pass_context
+def quickstart(ctx: click.Context, **options) -> None:
+    """Transfer offline in a minute: finetune kerastl's pretrained backbone on few labels.
+
+    The shipped backbone learned clothes (sample classes 0-4); it is finetuned
+    on footwear and bags (classes 5-9) from --per-class labels each, and
+    compared with the same network trained from scratch with the same budget.
+    """
+    from kerastl.quickstart import quickstart as run_quickstart
+
+    click.echo("kerastl quickstart: transfer from clothes to footwear and bags "
+               f"({options['per_class']} labels per class)")
+    result = run_quickstart(verbose=ctx.obj["fit_verbose"], **options)
+    click.echo()
+    print_table(result.rows())
+    gain = result.transfer.metrics["test"]["accuracy"] - result.scratch.metrics["test"]["accuracy"]
+    click.echo(f"\nTransfer gain: {gain:+.3f} test accuracy.")
+    click.echo(f"Plots: {result.transfer.run_dir / 'plots'}")
+    click.echo(f"Next: kerastl predict {result.transfer.run_dir} IMAGE... | "
+               f"kerastl evaluate {result.transfer.run_dir} DATA")
+
+
+def _given_options(ctx: click.Context, options: dict) -> dict:
+    """The options typed on the command line (not defaults), for --config overrides."""
+    source = click.core.ParameterSource.COMMANDLINE
+    return {key: value for key, value in options.items()
+            if ctx.get_parameter_source(key) == source}
+
+
+def _summarise(result) -> None:
+    rows = []
+    for split in ("val", "test"):
+        if split in result.metrics:
+            m = result.metrics[split]
+            rows.append({"split": split, "images": m["n"], "accuracy": m["accuracy"],
+                         "top5": m.get("top5_accuracy"), "macro_f1": m["macro_f1"]})
+    click.echo()
+    print_table(rows)
+    click.echo(f"\nBest epoch {result.metrics['best_epoch']}; run directory: {result.run_dir}")
+    click.echo(f"Plots: {result.run_dir / 'plots'}")
+
+

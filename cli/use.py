@@ -1,0 +1,83 @@
+"""Commands that use a trained model: ``evaluate``, ``predict``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import click
+
+from kerastl_cli.main import cli
+from kerastl_cli.output import print_table
+
+
+@cli.command()
+@click.argument("model", type=click.Path(exists=True))
+@click.argument("data")
+@click.option("--split", type=click.Choice(["train", "val", "test"]),
+              help="Split to evaluate [default: test, else val, else all images].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+def evaluate(model, data, split, batch_size, as_json) -> None:
+    """Evaluate MODEL (a run directory or .keras file) on DATA."""
+    from kerastl.inference import evaluate as run_evaluate
+
+    report = run_evaluate(model, data, batch_size=batch_size, split=split)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{data} ({report['split']}, {report['n']} images): "
+               f"accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}"
+               + (f", top-5 {report['top5_accuracy']:.4f}" if "top5_accuracy" in report else ""))
+    print_table([{"class": name, **values} for name, values in report["per_class"].items()])
+
+
+@cli.command()
+@click.argument("model", type=click.Path(exists=True))
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--top-k", type=click.IntRange(min=1), default=3)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False),
+              help="Write file,label,probability rows to this CSV ('-' for stdout).")
+def predict(model, images, top_k, as_json, csv_path) -> None:
+    """Top-k classes for IMAGES (files or folders) from MODEL (run directory or .keras)."""
+    from kerastl.inference import predict as run_predict
+
+    results = run_predict(model, images, top_k=top_k)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    elif csv_path:
+        _write_csv(results, csv_path, top_k)
+    else:
+        print_table([_table_row(r) for r in results])
+    bad = sum("error" in r for r in results)
+    if bad:
+        click.echo(f"{bad} file(s) could not be read as images.", err=True)
+
+
+def _table_row(result: dict) -> dict:
+    if "error" in result:
+        return {"file": result["file"], "prediction": f"(skipped: {result['error']})"}
+    top = result["top"]
+    return {"file": result["file"], "prediction": top[0]["label"],
+            "probability": top[0]["probability"],
+            "others": ", ".join(f"{t['label']} {t['probability']:.2f}" for t in top[1:])}
+
+
+def _write_csv(results: list[dict], path: str, top_k: int) -> None:
+    handle = sys.stdout if path == "-" else open(path, "w", newline="")
+    try:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "rank", "label", "probability", "error"])
+        for result in results:
+            for rank, top in enumerate(result.get("top", []), start=1):
+                writer.writerow([result["file"], rank, top["label"], f"{top['probability']:.6f}",
+                                 ""])
+            if "error" in result:
+                writer.writerow([result["file"], "", "", "", result["error"]])
+    finally:
+        if handle is not sys.stdout:
+            handle.close()
+    if path != "-":
+        click.echo(f"wrote {len(results)} prediction(s) to {path}")

@@ -1,0 +1,39 @@
+"""kerastl: transfer learning for image recognition, generation and editing in Keras 3.
+
+The public API is imported lazily, so ``import kerastl`` (and ``kerastl --help``)
+does not start TensorFlow::
+
+    import kerastl
+    result = kerastl.finetune("path/to/images", backbone="resnet50", weights="imagenet")
+    print(result.metrics["val"]["accuracy"], result.run_dir)
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "finetune": "kerastl.transfer.finetune",
+    "pretrain": "kerastl.transfer.finetune",
+    "FinetuneConfig": "kerastl.transfer.finetune",
+    "FinetuneResult": "kerastl.transfer.finetune",
+    "evaluate": "kerastl.inference",
+    "predict": "kerastl.inference",
+    "load_classifier": "kerastl.inference",
+    "quickstart": "kerastl.quickstart",
+    "load_data": "kerastl.data",
+    "KerastlError": "kerastl.errors",
+    "QuickstartResult": "kerastl.quickstart",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kerastl' has no attribute {name!r}")

@@ -1,0 +1,90 @@
+"""Load a data spec into train / validation / test splits ready for a model."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Sequence
+
+from kerastl.data.images import SkippedFiles
+from kerastl.data.imageset import ImageSet, parse_classes
+from kerastl.data.sources import load_splits
+from kerastl.data.split import sample_per_class, stratified_split
+from kerastl.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class DataBundle:
+    """The splits of one data spec at one image size, with what was skipped."""
+
+    spec: str
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet | None
+    skipped: SkippedFiles
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.train.class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def fingerprint(self) -> str:
+        parts = [self.train.fingerprint(), self.val.fingerprint()]
+        if self.test is not None:
+            parts.append(self.test.fingerprint())
+        return "-".join(p[:8] for p in parts)
+
+    def describe(self) -> dict:
+        """Counts per split, for config.json and the log."""
+        return {"spec": self.spec, "classes": self.class_names,
+                "train": len(self.train), "val": len(self.val),
+                "test": len(self.test) if self.test is not None else 0,
+                "skipped": self.skipped.as_dict(), "fingerprint": self.fingerprint()}
+
+
+def load_data(spec: str, image_size: int | tuple[int, int], *, val_fraction: float = 0.2,
+              seed: int = 0, classes: str | Sequence[str | int] | None = None,
+              per_class: int | None = None) -> DataBundle:
+    """Read ``spec`` into a :class:`DataBundle` of uint8 RGB images at ``image_size``.
+
+    Args:
+        spec: a folder, ``tfds:NAME[:SPLIT]``, ``fashion_mnist`` or ``sample``.
+        image_size: side (or (height, width)) every image is resized to.
+        val_fraction: share of each class held out for validation where the source
+            has no validation split of its own.
+        seed: seeds the split and the few-shot sample.
+        classes: keep only these classes (names or indices), in this order.
+        per_class: keep at most this many training images per class (few-shot);
+            validation and test are not cut.
+    """
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    skipped = SkippedFiles()
+    splits = load_splits(spec, size, skipped)
+    if skipped.total:
+        log.warning("%s", skipped.summary())
+    classes = parse_classes(classes)
+    if classes:
+        splits = {name: part.select_classes(classes) for name, part in splits.items()}
+    train = splits["train"]
+    _check_classes(spec, train)
+    val = splits.get("val")
+    if val is None:
+        train, val = stratified_split(train, val_fraction, seed)
+    if per_class:
+        train = sample_per_class(train, per_class, seed)
+    return DataBundle(spec=str(spec), train=train, val=val, test=splits.get("test"),
+                      skipped=skipped)
+
+
+def _check_classes(spec: str, train: ImageSet) -> None:
+    if len(train) == 0:
+        raise DataError(f"{spec}: no training images")
+    present = [name for name, n in train.counts().items() if n > 0]
+    if len(present) < 2:
+        raise DataError(f"{spec}: classification needs at least 2 classes with images; "
+                        f"found {present or 'none'}")

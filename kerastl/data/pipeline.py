@@ -1,0 +1,77 @@
+"""tf.data pipelines over an :class:`ImageSet`, with augmentation presets.
+
+Images stay uint8 in memory (cached once, never as full-size floats); each batch
+is cast to float32 in 0-255 and augmented on the fly. The model's own
+preprocessing layer maps 0-255 to what its backbone expects.
+"""
+
+from __future__ import annotations
+
+from kerastl._tf import tensorflow
+from kerastl.data.imageset import ImageSet
+from kerastl.errors import KerastlError
+
+AUGMENTATIONS = ("none", "light", "randaugment")
+
+
+def augmentation_layers(preset: str, seed: int) -> list:
+    """Keras core layers for an augmentation preset (``none``, ``light``, ``randaugment``)."""
+    import keras
+
+    if preset == "none":
+        return []
+    if preset == "light":
+        return [keras.layers.RandomFlip("horizontal", seed=seed),
+                keras.layers.RandomRotation(0.05, seed=seed + 1),
+                keras.layers.RandomZoom(0.1, seed=seed + 2),
+                keras.layers.RandomTranslation(0.1, 0.1, seed=seed + 3)]
+    if preset == "randaugment":
+        return [keras.layers.RandomFlip("horizontal", seed=seed),
+                keras.layers.RandAugment(value_range=(0, 255), seed=seed + 1)]
+    raise KerastlError(f"unknown augmentation {preset!r}; choose one of {', '.join(AUGMENTATIONS)}")
+
+
+def make_dataset(data: ImageSet, batch_size: int, *, training: bool = False, seed: int = 0,
+                 augment: str = "none", mixup: bool = False, cutmix: bool = False,
+                 one_hot: bool = False):
+    """A batched, prefetched ``tf.data.Dataset`` of (float32 images 0-255, labels).
+
+    With ``training`` the data is reshuffled each epoch and augmented. Labels are
+    class indices, or one-hot with ``one_hot`` (which ``mixup`` and ``cutmix`` need).
+    """
+    if (mixup or cutmix) and not one_hot:
+        raise ValueError("mixup and cutmix mix labels: pass one_hot=True")
+    tf = tensorflow()
+    dataset = tf.data.Dataset.from_tensor_slices((data.images, data.labels))
+    if training:
+        dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    layers = augmentation_layers(augment, seed) if training else []
+    mixers = _mixers(mixup, cutmix, seed) if training else []
+    num_classes = len(data.class_names)
+
+    def transform(images, labels):
+        images = tf.cast(images, tf.float32)
+        for layer in layers:
+            images = layer(images, training=True)
+        if one_hot:
+            labels = tf.one_hot(labels, num_classes)
+            for mixer in mixers:
+                mixed = mixer({"images": images, "labels": labels}, training=True)
+                images, labels = mixed["images"], mixed["labels"]
+        return images, labels
+
+    dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _mixers(mixup: bool, cutmix: bool, seed: int) -> list:
+    import keras
+
+    mixers = []
+    if mixup:
+        mixers.append(keras.layers.MixUp(alpha=0.2, seed=seed + 10))
+    if cutmix:
+        mixers.append(keras.layers.CutMix(factor=1.0, seed=seed + 11))
+    return mixers

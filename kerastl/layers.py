@@ -1,0 +1,54 @@
+"""Serializable layers kerastl puts inside its models."""
+
+from __future__ import annotations
+
+from kerastl._tf import keras_module
+
+keras = keras_module()
+ops = keras.ops
+
+PREPROCESSING_MODES = ("caffe", "tf", "torch", "none")
+
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_TORCH_MEAN = (0.485, 0.456, 0.406)
+_TORCH_STD = (0.229, 0.224, 0.225)
+
+
+@keras.saving.register_keras_serializable(package="kerastl")
+class Preprocess(keras.layers.Layer):
+    """Map RGB pixels in 0-255 to what a backbone expects.
+
+    Modes follow ``keras.applications.imagenet_utils.preprocess_input``:
+    ``caffe`` (BGR, mean subtracted: ResNet50, VGG), ``tf`` (-1..1: Inception,
+    Xception, MobileNetV2, ResNetV2), ``torch`` (0..1, ImageNet mean/std:
+    DenseNet), ``none`` (the backbone preprocesses inside: MobileNetV3,
+    EfficientNetV2, ConvNeXt).
+
+    Living inside the model, it makes training, ``predict`` and every export
+    see the same preprocessing.
+    """
+
+    def __init__(self, mode: str = "tf", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in PREPROCESSING_MODES:
+            raise ValueError(f"mode must be one of {PREPROCESSING_MODES}. Received: mode={mode!r}")
+        self.mode = mode
+
+    def call(self, images):
+        images = ops.cast(images, self.compute_dtype)
+        if self.mode == "tf":
+            return images / 127.5 - 1.0
+        if self.mode == "torch":
+            mean = ops.convert_to_tensor(_TORCH_MEAN, self.compute_dtype)
+            std = ops.convert_to_tensor(_TORCH_STD, self.compute_dtype)
+            return (images / 255.0 - mean) / std
+        if self.mode == "caffe":
+            mean = ops.convert_to_tensor(_CAFFE_MEAN_BGR, self.compute_dtype)
+            return ops.flip(images, axis=-1) - mean
+        return images
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}

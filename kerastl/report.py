@@ -1,0 +1,73 @@
+"""Plots for a run: training curves with the unfreeze point, confusion matrix."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_history(rows: Sequence[dict], phase_starts: dict[str, int], path: Path) -> Path:
+    """Loss and accuracy per epoch (train and validation), a dashed line where each phase starts."""
+    plt = _pyplot()
+    epochs = [row["epoch"] + 1 for row in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = [row.get(prefix + metric) for row in rows]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, style, marker="o", label=(prefix or "train_") + metric)
+        for phase, start in phase_starts.items():
+            if start > 0:
+                ax.axvline(start + 0.5, color="grey", linestyle=":")
+                ax.annotate(phase, (start + 0.5, ax.get_ylim()[1]), fontsize=8,
+                            rotation=90, va="top", ha="right")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend()
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str],
+                   path: Path, title: str = "confusion matrix") -> Path:
+    """A labelled confusion matrix (rows: true class, columns: predicted)."""
+    plt = _pyplot()
+    matrix = np.asarray(matrix)
+    side = max(4, 0.5 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if len(class_names) <= 20:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for (i, j), value in np.ndenumerate(matrix):
+            ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
+                    color="white" if value > threshold else "black")
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,76 @@
+"""Callbacks shared by every phase of a run: best model, history, NaN guard."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+from kerastl._tf import keras_module
+from kerastl.errors import TrainingError
+from kerastl.runs import HISTORY_FILE, MODEL_FILE, RunDir
+
+keras = keras_module()
+
+
+class BestModelSaver(keras.callbacks.Callback):
+    """Save the model atomically whenever ``monitor`` improves, across all phases."""
+
+    def __init__(self, run: RunDir, monitor: str = "val_accuracy"):
+        super().__init__()
+        self.run = run
+        self.monitor = monitor
+        self.best = -math.inf
+        self.best_epoch: int | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and value > self.best:
+            self.best, self.best_epoch = float(value), epoch
+            self.run.save_model(self.model, MODEL_FILE)
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """One ``history.csv`` for the whole run: epoch, phase, learning rate and every metric."""
+
+    def __init__(self, run: RunDir):
+        super().__init__()
+        self.run = run
+        self.rows: list[dict] = []
+        self.phase = ""
+
+    def on_epoch_end(self, epoch, logs=None):
+        learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row = {"epoch": epoch, "phase": self.phase, "learning_rate": learning_rate}
+        row.update({key: float(value) for key, value in (logs or {}).items()
+                    if key != "learning_rate"})
+        self.rows.append(row)
+        self.run.write_text(HISTORY_FILE, self.to_csv())
+
+    def to_csv(self) -> str:
+        columns: list[str] = []
+        for row in self.rows:
+            columns.extend(key for key in row if key not in columns)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return buffer.getvalue()
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """End training with a clear error the moment the loss is NaN or infinite."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True
+            raise TrainingError(f"the loss became {float(loss)} at epoch {self.epoch + 1}, "
+                                f"batch {batch + 1}: lower --lr or check the data")

@@ -1,0 +1,260 @@
+"""Finetune (and pretrain) a classifier through the freeze-then-unfreeze schedule."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kerastl import __version__
+from kerastl._tf import tensorflow
+from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, layer_groups
+from kerastl.data import DataBundle, ImageSet, load_data, parse_classes
+from kerastl.data.pipeline import make_dataset
+from kerastl.metrics import classification_report
+from kerastl.report import plot_confusion, plot_history
+from kerastl.runs import CONFIG_FILE, LABELS_FILE, METRICS_FILE, MODEL_FILE, RunDir, \
+    default_run_name
+from kerastl.transfer.callbacks import BestModelSaver, HistoryWriter, StopOnNaN
+from kerastl.transfer.model import ResolvedBackbone, build_classifier, resolve_backbone
+from kerastl.transfer.schedule import Phase, apply_phase, plan_phases
+
+log = logging.getLogger("kerastl")
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+    """Every setting of a finetuning run; saved as ``config.json`` to repeat it.
+
+    The defaults are the documented ones: 2 frozen epochs at ``lr`` 1e-3 (Adam),
+    then 3 epochs with the whole backbone unfrozen at ``lr / 10``, BatchNorm
+    kept frozen, light augmentation, 20% of each class held out for validation.
+    """
+
+    data: str
+    backbone: str | None = "mobilenetv3small"
+    weights: str | None = "imagenet"
+    image_size: int | None = None
+    classes: list[str] | None = None
+    per_class: int | None = None
+    val_fraction: float = 0.2
+    batch_size: int = 32
+    frozen_epochs: int = 2
+    finetune_epochs: int = 3
+    lr: float = 1e-3
+    finetune_lr: float | None = None
+    unfreeze: str = "all"
+    train_bn: bool = False
+    bn_momentum: float | None = None
+    dropout: float = 0.2
+    augment: str = "light"
+    mixup: bool = False
+    cutmix: bool = False
+    patience: int = 5
+    seed: int = 0
+    jit_compile: bool = False
+    runs_dir: str = "runs"
+    name: str | None = None
+    overwrite: bool = False
+    job: str = "finetune"
+    save_backbone: bool = False
+    verbose: int | None = None
+
+    def __post_init__(self):
+        self.classes = parse_classes(self.classes)
+        self.data = str(self.data)
+        self.weights = None if self.weights in (None, "none") else str(self.weights)
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    """What a run leaves: the best model, its directory, its figures and its history."""
+
+    model: object
+    run_dir: Path
+    metrics: dict
+    history: list[dict]
+    config: FinetuneConfig
+    data: DataBundle
+
+    def headline(self) -> dict:
+        """The figure a run is judged by: test accuracy where there is a test split."""
+        split = "test" if "test" in self.metrics else "val"
+        return {"split": split, "accuracy": self.metrics[split]["accuracy"]}
+
+
+def finetune(data: str, **settings) -> FinetuneResult:
+    """Finetune a backbone on ``data`` through freeze-then-unfreeze; see :class:`FinetuneConfig`.
+
+    Example:
+        >>> result = kerastl.finetune("sample", backbone="kerastl_small", weights="none",
+        ...                           image_size=32, frozen_epochs=1, finetune_epochs=1)
+        >>> result.metrics["test"]["accuracy"]
+    """
+    return run_finetune(FinetuneConfig(data=data, **settings))
+
+
+def pretrain(data: str, **settings) -> FinetuneResult:
+    """Train a backbone from scratch (temporary head) and keep it as ``backbone.keras``."""
+    settings.setdefault("weights", "none")
+    settings.setdefault("job", "pretrain")
+    return run_finetune(FinetuneConfig(data=data, save_backbone=True, **settings))
+
+
+def run_finetune(config: FinetuneConfig) -> FinetuneResult:
+    """Run the whole job described by ``config`` and write its run directory."""
+    tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    backbone = resolve_backbone(config.backbone, config.weights, config.image_size,
+                                config.bn_momentum)
+    bundle = load_data(config.data, backbone.meta.image_size, val_fraction=config.val_fraction,
+                       seed=config.seed, classes=config.classes, per_class=config.per_class)
+    run = RunDir.create(Path(config.runs_dir) / (config.name or default_run_name(
+        config.job, backbone.meta.name)), overwrite=config.overwrite)
+    handler = run.attach_log(log)
+    try:
+        return _train(config, backbone, bundle, run)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _train(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
+           run: RunDir) -> FinetuneResult:
+    import keras
+
+    phases = plan_phases(transfer=backbone.transferred, frozen_epochs=config.frozen_epochs,
+                         finetune_epochs=config.finetune_epochs, lr=config.lr,
+                         finetune_lr=config.finetune_lr, unfreeze=config.unfreeze,
+                         train_bn=config.train_bn)
+    if not backbone.transferred:
+        log.info("--weights none: nothing to transfer, so every layer trains from the start "
+                 "(%d epochs, BatchNorm momentum %s)", phases[0].epochs, backbone.meta.bn_momentum)
+    _log_data(bundle)
+    model = build_classifier(backbone, bundle.num_classes, dropout=config.dropout,
+                             train_bn=any(p.train_bn for p in phases))
+    run.write_json(CONFIG_FILE, _config_record(config, backbone, bundle, phases))
+    run.write_text(LABELS_FILE, "\n".join(bundle.class_names) + "\n")
+
+    one_hot = config.mixup or config.cutmix
+    train_ds = make_dataset(bundle.train, config.batch_size, training=True, seed=config.seed,
+                            augment=config.augment, mixup=config.mixup, cutmix=config.cutmix,
+                            one_hot=one_hot)
+    val_ds = make_dataset(bundle.val, config.batch_size, one_hot=one_hot)
+    history, best = HistoryWriter(run), BestModelSaver(run)
+    groups = layer_groups(backbone.model, backbone.spec)
+    phase_starts: dict[str, int] = {}
+    started = time.perf_counter()
+    for phase in phases:
+        phase_starts[phase.name] = len(history.rows)
+        _fit_phase(model, backbone, groups, phase, config, train_ds, val_ds, history, best, run,
+                   one_hot)
+    elapsed = time.perf_counter() - started
+
+    best_model = keras.models.load_model(run / MODEL_FILE)
+    metrics = _evaluate_splits(best_model, bundle, config.batch_size)
+    metrics["best_epoch"] = (best.best_epoch or 0) + 1
+    metrics["train_seconds"] = round(elapsed, 1)
+    run.write_json(METRICS_FILE, metrics)
+    _plots(run, history.rows, phase_starts, metrics, bundle.class_names)
+    if config.save_backbone:
+        _save_backbone(run, best_model, backbone, bundle)
+    return FinetuneResult(best_model, run.path, metrics, history.rows, config, bundle)
+
+
+def _fit_phase(model, backbone, groups, phase: Phase, config: FinetuneConfig, train_ds, val_ds,
+               history: HistoryWriter, best: BestModelSaver, run: RunDir, one_hot: bool) -> None:
+    import keras
+
+    opened = apply_phase(backbone.model, groups, phase)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    log.info("phase %s: %d epoch(s) at lr %.2g, %d backbone layer(s) unfrozen, %s trainable "
+             "parameters", phase.name, phase.epochs, phase.learning_rate, len(opened),
+             f"{trainable:,}")
+    loss = (keras.losses.CategoricalCrossentropy() if one_hot
+            else keras.losses.SparseCategoricalCrossentropy())
+    model.compile(optimizer=keras.optimizers.Adam(phase.learning_rate), loss=loss,
+                  metrics=["accuracy"], jit_compile=config.jit_compile)
+    history.phase = phase.name
+    start = len(history.rows)
+    callbacks = [best, history, StopOnNaN(),
+                 keras.callbacks.EarlyStopping("val_accuracy", patience=config.patience),
+                 keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False)]
+    model.fit(train_ds, validation_data=val_ds, initial_epoch=start, epochs=start + phase.epochs,
+              callbacks=callbacks, verbose=_fit_verbosity(config.verbose))
+
+
+def _fit_verbosity(verbose: int | None) -> int:
+    """Keras progress bars on a terminal, one line per epoch elsewhere, none when quiet."""
+    if verbose is not None:
+        return verbose
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _evaluate_splits(model, bundle: DataBundle, batch_size: int) -> dict:
+    metrics = {}
+    for split, data in (("val", bundle.val), ("test", bundle.test)):
+        if data is not None and len(data):
+            metrics[split] = evaluate_imageset(model, data, batch_size, split)
+    return metrics
+
+
+def evaluate_imageset(model, data: ImageSet, batch_size: int, split: str) -> dict:
+    """The classification report of ``model`` on ``data``."""
+    probabilities = model.predict(make_dataset(data, batch_size), verbose=0)
+    return classification_report(data.labels, probabilities, data.class_names, split)
+
+
+def _plots(run: RunDir, rows, phase_starts, metrics, class_names) -> None:
+    plot_history(rows, phase_starts, run / "plots" / "training_curves.png")
+    split = "test" if "test" in metrics else "val"
+    plot_confusion(metrics[split]["confusion_matrix"], class_names,
+                   run / "plots" / "confusion_matrix.png", f"confusion matrix ({split})")
+
+
+def _save_backbone(run: RunDir, model, backbone: ResolvedBackbone, bundle: DataBundle) -> None:
+    meta = dataclasses.replace(backbone.meta, source_classes=list(bundle.class_names),
+                               source_data=bundle.spec)
+    run.save_model(model.get_layer("backbone"), BACKBONE_FILE)
+    run.write_text(BACKBONE_META, meta.to_json() + "\n")
+
+
+def _log_data(bundle: DataBundle) -> None:
+    counts = bundle.describe()
+    log.info("data %s: %d classes, %d train / %d val / %d test images", bundle.spec,
+             bundle.num_classes, counts["train"], counts["val"], counts["test"])
+
+
+def _config_record(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
+                   phases: list[Phase]) -> dict:
+    import keras
+
+    tf = tensorflow()
+    return {"job": config.job, "settings": dataclasses.asdict(config),
+            "seed": config.seed, "backbone": dataclasses.asdict(backbone.meta),
+            "phases": [dataclasses.asdict(p) for p in phases], "data": bundle.describe(),
+            "versions": {"kerastl": __version__, "tensorflow": tf.__version__,
+                         "keras": keras.__version__, "numpy": np.__version__,
+                         "python": platform.python_version()}}
+
+
+def config_from_file(path: str | Path, **overrides) -> FinetuneConfig:
+    """The settings of an earlier run's ``config.json``, with ``overrides`` applied."""
+    import json
+
+    from kerastl.errors import KerastlError
+
+    try:
+        settings = json.loads(Path(path).read_text())["settings"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise KerastlError(f"cannot read a kerastl config from {path}: {exc}") from None
+    settings.update({"name": None, "overwrite": False})
+    settings.update(overrides)
+    return FinetuneConfig(**settings)

@@ -1,0 +1,135 @@
+"""End to end through click: finetune, evaluate, predict, --config, errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from kerastl_cli.main import cli
+
+RUN_FILES = ["config.json", "model.keras", "labels.txt", "history.csv", "metrics.json",
+             "run.log", "plots/training_curves.png", "plots/confusion_matrix.png"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_help_does_not_import_tensorflow():
+    code = ("import sys; from kerastl_cli.main import cli; "
+            "from click.testing import CliRunner; r = CliRunner().invoke(cli, ['finetune', '--help']);"
+            "assert r.exit_code == 0, r.output; assert '--frozen-epochs' in r.output;"
+            "print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_backbones_lists_the_registry():
+    result = invoke("backbones")
+    assert result.exit_code == 0
+    for name in ("resnet50", "vgg16", "inceptionv3", "kerastl_small", "convnexttiny"):
+        assert name in result.output
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory, session_folder):
+    runs = tmp_path_factory.mktemp("cli_runs")
+    result = invoke("-q", "finetune", session_folder, "--backbone", "kerastl_small",
+                    "--weights", "none", "--image-size", 32, "--frozen-epochs", 1,
+                    "--finetune-epochs", 1, "--batch-size", 8, "--runs-dir", runs,
+                    "--name", "first", "--seed", 5)
+    assert result.exit_code == 0, result.output
+    return runs / "first", result.output
+
+
+def test_finetune_writes_a_complete_run(cli_run):
+    run, output = cli_run
+    for name in RUN_FILES:
+        assert (run / name).exists(), name
+    assert any((run / "logs").rglob("*tfevents*"))
+    assert (run / "labels.txt").read_text().split() == ["blue", "green", "red"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["seed"] == 5 and config["versions"]["tensorflow"].startswith("2.21")
+    assert config["data"]["fingerprint"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["val"]["split"] == "val" and len(metrics["val"]["confusion_matrix"]) == 3
+    assert "accuracy" in output and str(run) in output
+
+
+def test_existing_run_is_not_overwritten(cli_run, session_folder):
+    run, _ = cli_run
+    before = (run / "model.keras").stat().st_mtime_ns
+    result = invoke("finetune", session_folder, "--backbone", "kerastl_small", "--weights",
+                    "none", "--runs-dir", run.parent, "--name", run.name)
+    assert result.exit_code == 1 and "Error: run directory" in result.output
+    assert (run / "model.keras").stat().st_mtime_ns == before
+
+
+def test_config_repeats_the_run(cli_run):
+    run, _ = cli_run
+    result = invoke("-q", "finetune", "--config", run / "config.json", "--runs-dir",
+                    run.parent, "--name", "again")
+    assert result.exit_code == 0, result.output
+    first = json.loads((run / "config.json").read_text())
+    again = json.loads((run.parent / "again" / "config.json").read_text())
+    assert again["data"]["fingerprint"] == first["data"]["fingerprint"]
+    assert {k: v for k, v in again["settings"].items() if k != "name"} == \
+        {k: v for k, v in first["settings"].items() if k != "name"}
+
+
+def test_evaluate_reads_the_run_back(cli_run, session_folder):
+    run, _ = cli_run
+    result = invoke("evaluate", run, session_folder, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["n"] == 48 and report["split"] == "train"
+    assert set(report["per_class"]) == {"blue", "green", "red"}
+
+
+def test_predict_table_json_and_csv(cli_run, session_folder, tmp_path):
+    run, _ = cli_run
+    (tmp_path / "broken.png").write_bytes(b"nope")
+    Image.open(next((session_folder / "red").iterdir())).save(tmp_path / "red.png")
+    table = invoke("predict", run, tmp_path)
+    assert table.exit_code == 0 and "red.png" in table.output and "skipped" in table.output
+    as_json = json.loads(invoke("predict", run, tmp_path / "red.png", "--json",
+                                "--top-k", 2).output)
+    assert len(as_json[0]["top"]) == 2
+    assert sum(t["probability"] for t in as_json[0]["top"]) <= 1.0001
+    csv_file = tmp_path / "out.csv"
+    assert invoke("predict", run, tmp_path, "--csv", csv_file).exit_code == 0
+    lines = csv_file.read_text().splitlines()
+    assert lines[0] == "file,rank,label,probability,error" and len(lines) == 1 + 3 + 1
+
+
+@pytest.mark.parametrize("args,message", [
+    (["finetune", "no/such/folder", "--backbone", "kerastl_small", "--weights", "none"],
+     "no such file or folder"),
+    (["finetune", "sample", "--backbone", "kerastl_small", "--weights", "imagenet"],
+     "no ImageNet weights"),
+    (["finetune", "sample", "--backbone", "inceptionv3", "--weights", "none", "--image-size",
+      "32"], "at least 75 px"),
+    (["finetune", "sample", "--weights", "none", "--backbone", "kerastl_small", "--unfreeze",
+      "lots"], "--unfreeze"),
+])
+def test_user_errors_are_one_line(args, message, tmp_path):
+    result = invoke(*args, "--runs-dir", tmp_path)
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_usage_errors_exit_2():
+    assert invoke("finetune").exit_code == 2
+    assert invoke("finetune", "sample", "--backbone", "resnet51").exit_code == 2
+
+
+def test_evaluate_rejects_a_non_run(tmp_path):
+    result = invoke("evaluate", tmp_path, "sample")
+    assert result.exit_code == 1 and "not a finished kerastl run" in result.output
+
+

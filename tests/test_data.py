@@ -1,0 +1,116 @@
+"""Data specs: folders, bad files, splits, class selection, Fashion-MNIST, sample."""
+
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kerastl.data import load_data, parse_classes
+from kerastl.data.sources import FASHION_MNIST_CLASSES, fashion_mnist_arrays
+from kerastl.errors import DataError
+from tests.conftest import COLOURS, make_image, write_class_folder
+
+
+def test_folder_loads_classes_in_order(image_folder):
+    bundle = load_data(str(image_folder), 16, val_fraction=0.25, seed=0)
+    assert bundle.class_names == ["blue", "green", "red"]
+    assert len(bundle.train) + len(bundle.val) == 36
+    assert bundle.train.images.shape[1:] == (16, 16, 3)
+    assert bundle.train.images.dtype == np.uint8
+    assert bundle.test is None
+
+
+def test_split_is_stratified_and_reproducible(image_folder):
+    first = load_data(str(image_folder), 8, val_fraction=0.25, seed=3)
+    again = load_data(str(image_folder), 8, val_fraction=0.25, seed=3)
+    other = load_data(str(image_folder), 8, val_fraction=0.25, seed=4)
+    assert first.val.counts() == {"blue": 3, "green": 3, "red": 3}
+    assert first.fingerprint() == again.fingerprint()
+    assert first.fingerprint() != other.fingerprint()
+
+
+def test_bad_files_are_skipped_and_counted(image_folder, caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("kerastl"), "propagate", True)  # the CLI turns it off
+    red = image_folder / "red"
+    (red / "empty.jpg").write_bytes(b"")
+    (red / "notes.txt").write_text("not an image")
+    (red / "cut.png").write_bytes((red / "red_0.png").read_bytes()[:60])
+    Image.new("RGB", (8, 8)).save(red / "png_named.jpg", format="PNG")
+    bundle = load_data(str(image_folder), 8, val_fraction=0.25)
+    assert bundle.skipped.by_reason == {"empty file": 1, "not an image": 1,
+                                        "unreadable or truncated": 1}
+    assert bundle.train.counts()["red"] + bundle.val.counts()["red"] == 13
+    assert "skipped 3 bad file(s)" in caplog.text
+
+
+def test_pre_split_folder_is_respected(tmp_path):
+    for split, seed in (("train", 0), ("val", 100), ("test", 200)):
+        write_class_folder(tmp_path / split, per_class=4, classes=("red", "blue"),
+                           start_seed=seed)
+    bundle = load_data(str(tmp_path), 8)
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (8, 8, 8)
+
+
+def test_pre_split_without_val_carves_it_from_train(tmp_path):
+    write_class_folder(tmp_path / "train", per_class=10, classes=("red", "blue"))
+    write_class_folder(tmp_path / "test", per_class=2, classes=("red", "blue"))
+    bundle = load_data(str(tmp_path), 8, val_fraction=0.2)
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (16, 4, 4)
+
+
+def test_classes_and_per_class(image_folder):
+    bundle = load_data(str(image_folder), 8, classes=["red", "0"], per_class=5, seed=1)
+    assert bundle.class_names == ["red", "blue"]
+    assert bundle.train.counts() == {"red": 5, "blue": 5}
+    red_mean = bundle.train.images[bundle.train.labels == 0][..., 0].mean()
+    assert red_mean > 150  # label 0 now means red
+
+
+def test_parse_classes():
+    assert parse_classes("0-2,cat") == ["0", "1", "2", "cat"]
+    assert parse_classes(None) is None
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda root: None, "no such file or folder"),
+    (lambda root: root.mkdir(), "no class sub-folders"),
+    (lambda root: write_class_folder(root, classes=("red",)), "at least 2 classes"),
+    (lambda root: (root / "a").mkdir(parents=True) or (root / "b").mkdir(), "no readable"),
+])
+def test_clear_errors(tmp_path, setup, message):
+    root = tmp_path / "data"
+    setup(root)
+    with pytest.raises(DataError, match=message):
+        load_data(str(root), 8)
+
+
+def test_unknown_class_is_an_error(image_folder):
+    with pytest.raises(DataError, match="unknown class 'purple'"):
+        load_data(str(image_folder), 8, classes=["purple"])
+
+
+def test_tfds_offline_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataError) as error:
+        load_data("tfds:no_such_dataset_kerastl", 8)
+    assert "tfds:no_such_dataset_kerastl" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_sample_is_balanced_fashion_mnist():
+    bundle = load_data("sample", 28, classes="5-9")
+    assert bundle.class_names == FASHION_MNIST_CLASSES[5:]
+    assert set(bundle.test.counts().values()) == {100}
+    assert len(bundle.train) + len(bundle.val) == 5 * 300
+
+
+def test_fashion_mnist_from_debian(fashion_available):
+    (x_train, y_train), (x_test, y_test) = fashion_mnist_arrays()
+    assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28)
+    assert np.bincount(y_test).tolist() == [1000] * 10
+
+
+def test_colour_fixture_is_what_the_tests_think(tmp_path):
+    pixels = np.asarray(make_image(COLOURS["green"], 0))
+    assert pixels[..., 1].mean() > pixels[..., 0].mean()

@@ -1,0 +1,98 @@
+"""The freeze-then-unfreeze schedule: phases, what trains, BatchNorm behaviour."""
+
+import keras
+import numpy as np
+import pytest
+
+from kerastl.backbones import get_spec, layer_groups
+from kerastl.errors import KerastlError
+from kerastl.transfer.model import ResolvedBackbone, build_classifier, resolve_backbone
+from kerastl.transfer.schedule import (FINETUNE, FROZEN, SCRATCH, Phase, apply_phase,
+                                       layers_to_unfreeze, parse_unfreeze, plan_phases)
+
+
+def test_plan_with_transfer_has_two_phases_and_a_lower_rate():
+    phases = plan_phases(transfer=True, frozen_epochs=2, finetune_epochs=3, lr=1e-3,
+                         finetune_lr=None, unfreeze="all", train_bn=False)
+    assert [p.name for p in phases] == [FROZEN, FINETUNE]
+    assert phases[0].unfreeze == "none" and phases[1].unfreeze == "all"
+    assert phases[1].learning_rate == pytest.approx(1e-4)
+
+
+def test_plan_from_scratch_is_one_phase_of_both_budgets():
+    (phase,) = plan_phases(transfer=False, frozen_epochs=2, finetune_epochs=3, lr=1e-3,
+                           finetune_lr=None, unfreeze="2blocks", train_bn=False)
+    assert (phase.name, phase.epochs, phase.unfreeze, phase.train_bn) == (SCRATCH, 5, "all", True)
+
+
+@pytest.mark.parametrize("text,parsed", [("all", ("all", 0)), ("none", ("none", 0)),
+                                         ("12", ("layers", 12)), ("0.25", ("fraction", 0.25)),
+                                         ("2blocks", ("blocks", 2)), ("1block", ("blocks", 1))])
+def test_parse_unfreeze(text, parsed):
+    assert parse_unfreeze(text) == parsed
+
+
+@pytest.mark.parametrize("bad", ["some", "0", "1.5", "0blocks", "-3"])
+def test_parse_unfreeze_rejects(bad):
+    with pytest.raises(KerastlError, match="--unfreeze"):
+        parse_unfreeze(bad)
+
+
+@pytest.fixture
+def small():
+    backbone = resolve_backbone("kerastl_small", None, 32)
+    return backbone, layer_groups(backbone.model, backbone.spec)
+
+
+def test_unfreeze_counts_from_the_top(small):
+    backbone, groups = small
+    assert [g[0] for g in groups] == ["block1_conv1", "block2_conv1", "block3_conv1",
+                                      "block4_conv1"]
+    top_block = layers_to_unfreeze(backbone.model, groups, "1blocks")
+    assert top_block == set(groups[-1])
+    assert layers_to_unfreeze(backbone.model, groups, "2") == {"block4_conv2", "block4_conv2_bn"}
+    weighted = [layer for layer in backbone.model.layers if layer.weights]
+    assert len(layers_to_unfreeze(backbone.model, groups, "0.5")) == len(weighted) // 2
+
+
+def _trainable_names(model):
+    return {layer.name for layer in model.layers if layer.trainable and layer.weights}
+
+
+def test_frozen_phase_trains_nothing_in_the_backbone(small):
+    backbone, groups = small
+    apply_phase(backbone.model, groups, Phase(FROZEN, 1, 1e-3, "none"))
+    assert backbone.model.trainable_weights == []
+
+
+def test_bn_stays_frozen_when_unfreezing_unless_train_bn(small):
+    backbone, groups = small
+    apply_phase(backbone.model, groups, Phase(FINETUNE, 1, 1e-4, "1blocks"))
+    assert _trainable_names(backbone.model) == {"block4_conv1", "block4_conv2"}
+    apply_phase(backbone.model, groups, Phase(FINETUNE, 1, 1e-4, "1blocks", train_bn=True))
+    assert _trainable_names(backbone.model) == set(groups[-1]) - {"block4_conv1_act",
+                                                                  "block4_conv2_act"}
+
+
+def _moving_means(model):
+    return [layer.moving_mean.numpy().copy() for layer in model.layers
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def _one_step(model, phase_lr=1e-2):
+    model.compile(keras.optimizers.SGD(phase_lr), "sparse_categorical_crossentropy")
+    images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    model.fit(images, np.arange(8) % 2, epochs=1, batch_size=8, verbose=0)
+
+
+@pytest.mark.parametrize("train_bn", [False, True])
+def test_bn_moving_statistics_move_only_with_train_bn(train_bn):
+    backbone = resolve_backbone("kerastl_small", None, 32)
+    resolved = ResolvedBackbone(backbone.model, backbone.meta, transferred=True)
+    groups = layer_groups(resolved.model, get_spec("kerastl_small"))
+    model = build_classifier(resolved, 2, train_bn=train_bn)
+    apply_phase(resolved.model, groups, Phase(FINETUNE, 1, 1e-2, "all", train_bn=train_bn))
+    before = _moving_means(resolved.model)
+    _one_step(model)
+    moved = [not np.allclose(a, b) for a, b in zip(before, _moving_means(resolved.model))]
+    assert all(moved) if train_bn else not any(moved)

@@ -1,0 +1,75 @@
+"""Transfer for real: the shipped backbone's recipe, reuse of a pretrained run, learning."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import kerastl
+from kerastl.backbones import BackboneMeta
+from kerastl.quickstart import SAMPLE_BACKBONE_DIR
+from kerastl_cli.main import cli
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """The documented command that made the shipped backbone, with fewer epochs."""
+    runs = tmp_path_factory.mktemp("pretrain")
+    result = invoke("-q", "pretrain", "sample", "--classes", "0-4", "--backbone",
+                    "kerastl_small", "--image-size", 32, "--epochs", 2, "--seed", 0,
+                    "--name", "sample_backbone", "--runs-dir", runs)
+    assert result.exit_code == 0, result.output
+    return runs / "sample_backbone"
+
+
+def test_pretrain_remakes_the_shipped_backbone(pretrained):
+    import keras
+
+    made = BackboneMeta.read(pretrained / "backbone.json")
+    shipped = BackboneMeta.read(SAMPLE_BACKBONE_DIR / "backbone.json")
+    assert made == shipped
+    assert made.source_classes == ["T-shirt_top", "Trouser", "Pullover", "Dress", "Coat"]
+    ours = keras.models.load_model(pretrained / "backbone.keras")
+    theirs = keras.models.load_model(SAMPLE_BACKBONE_DIR / "backbone.keras")
+    assert [w.shape for w in ours.weights] == [w.shape for w in theirs.weights]
+
+
+def test_finetune_from_a_pretrained_run_needs_no_backbone_name(pretrained, tmp_path):
+    result = kerastl.finetune("sample", weights=str(pretrained), backbone=None,
+                              classes="5-9", per_class=4, frozen_epochs=1, finetune_epochs=1,
+                              runs_dir=str(tmp_path), name="target", verbose=0)
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["backbone"]["name"] == "kerastl_small"
+    assert [p["name"] for p in config["phases"]] == ["frozen", "finetune"]
+    assert config["phases"][1]["learning_rate"] < config["phases"][0]["learning_rate"]
+    lrs = [row["learning_rate"] for row in result.history]
+    assert lrs[0] > lrs[-1]
+    assert [row["phase"] for row in result.history] == ["frozen", "finetune"]
+
+
+def test_size_mismatch_with_a_pretrained_run_is_clear(pretrained, tmp_path):
+    result = invoke("finetune", "sample", "--weights", pretrained, "--image-size", 48,
+                    "--runs-dir", tmp_path)
+    assert result.exit_code == 1 and "takes 32 px images" in result.output
+
+
+def test_quickstart_transfer_beats_scratch(tmp_path):
+    result = invoke("quickstart", "--runs-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "Transfer gain: +" in result.output
+    runs = list(tmp_path.glob("quickstart-*/transfer/plots/training_curves.png"))
+    assert runs
+
+
+def test_learning_on_fashion_mnist_is_well_above_chance(fashion_available, tmp_path):
+    result = kerastl.finetune("fashion_mnist", backbone="kerastl_small", weights="none",
+                              image_size=32, per_class=100, frozen_epochs=0, finetune_epochs=4,
+                              augment="none", val_fraction=0.02, runs_dir=str(tmp_path), name="fm", verbose=0)
+    assert result.metrics["test"]["n"] == 10000
+    assert result.metrics["test"]["accuracy"] > 0.6  # chance is 0.1
+    assert "top5_accuracy" in result.metrics["test"]
