@@ -1,0 +1,34 @@
+"""finetune() options that change the training path: mixing, NaN stop, BatchNorm training."""
+
+import json
+
+import pytest
+
+import kerastl
+from kerastl.errors import TrainingError
+from kerastl.quickstart import SAMPLE_BACKBONE_DIR
+
+TINY = dict(image_size=32, frozen_epochs=1, finetune_epochs=1, batch_size=8, verbose=0)
+
+
+def test_mixup_and_cutmix_train_with_one_hot_labels(session_folder, tmp_path):
+    result = kerastl.finetune(str(session_folder), backbone="kerastl_small", weights="none",
+                              mixup=True, cutmix=True, runs_dir=str(tmp_path), name="mix",
+                              **TINY)
+    assert 0.0 <= result.metrics["val"]["accuracy"] <= 1.0
+    assert all(row["loss"] > 0 for row in result.history)
+
+
+def test_nan_loss_stops_with_a_clear_error(session_folder, tmp_path):
+    with pytest.raises(TrainingError, match="the loss became"):
+        kerastl.finetune(str(session_folder), backbone="kerastl_small", weights="none",
+                         lr=1e30, runs_dir=str(tmp_path), name="nan", **TINY)
+
+
+def test_train_bn_with_block_unfreeze_runs_end_to_end(tmp_path):
+    result = kerastl.finetune("sample", weights=str(SAMPLE_BACKBONE_DIR), backbone=None,
+                              classes="5-9", per_class=3, train_bn=True, unfreeze="1blocks",
+                              runs_dir=str(tmp_path), name="bn", **TINY)
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["phases"][1]["train_bn"] is True
+    assert config["phases"][1]["unfreeze"] == "1blocks"
