@@ -5,9 +5,10 @@ The plain script is written the way the keras.io transfer-learning guide writes 
 with ``training=False``, a pooling/dropout/dense head, Adam; no cache or prefetch tuning.
 kerastl runs its phase 1 (frozen backbone) for the same epochs through ``kerastl.finetune``.
 
-Two cases:
-  jpeg    a folder of JPEGs at 224 px (decode-bound: the frozen base only runs forward)
-  memory  Fashion-MNIST arrays at 32 px (no decoding at all)
+Three cases:
+  jpeg             a folder of JPEGs at 224 px, frozen base (phase 1)
+  memory           Fashion-MNIST arrays at 32 px, frozen base (no decoding at all)
+  memory-unfrozen  the same arrays with the whole base training (phase 2)
 
 Images/s count training images x epochs over wall time. JPEG case: the whole job
 (for the plain script, building the dataset and ``fit``; for kerastl, the whole
@@ -56,11 +57,12 @@ def make_jpeg_folder(root: Path, n_images: int, size: int, n_classes: int = 4) -
     return root
 
 
-def plain_model(backbone: str, size: int, n_classes: int, weights_file: str):
-    """The keras.io guide's model: frozen base with training=False, then a small head."""
+def plain_model(backbone: str, size: int, n_classes: int, weights_file: str,
+                unfrozen: bool = False):
+    """The keras.io guide's model: base called with training=False, then a small head."""
     spec = get_spec(backbone)
     base = build_backbone(backbone, size, weights=weights_file)
-    base.trainable = False
+    base.trainable = unfrozen
     inputs = keras.Input((size, size, 3))
     x = Preprocess(spec.preprocessing)(inputs)
     x = base(x, training=False)
@@ -84,10 +86,11 @@ def plain_folder_job(folder: Path, args, weights_file: str) -> tuple[float, int]
     return time.perf_counter() - start, n_train
 
 
-def plain_memory_job(bundle, args, weights_file: str) -> tuple[float, int]:
+def plain_memory_job(bundle, args, weights_file: str, unfrozen: bool) -> tuple[float, int]:
     x_train, y_train = bundle.train.images.astype("float32"), bundle.train.labels
     x_val, y_val = bundle.val.images.astype("float32"), bundle.val.labels
-    model = plain_model(args.backbone, x_train.shape[1], bundle.num_classes, weights_file)
+    model = plain_model(args.backbone, x_train.shape[1], bundle.num_classes, weights_file,
+                        unfrozen)
     start = time.perf_counter()
     model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=args.epochs,
               batch_size=args.batch_size, verbose=0)
@@ -95,10 +98,12 @@ def plain_memory_job(bundle, args, weights_file: str) -> tuple[float, int]:
 
 
 def kerastl_job(data: str, size: int, args, weights_file: str, runs: str, fit_only=False,
-                **extra) -> tuple[float, int]:
+                unfrozen=False, **extra) -> tuple[float, int]:
     start = time.perf_counter()
+    epochs = {"frozen_epochs": 0, "finetune_epochs": args.epochs, "finetune_lr": 1e-3} \
+        if unfrozen else {"frozen_epochs": args.epochs, "finetune_epochs": 0}
     result = kerastl.finetune(data, backbone=args.backbone, weights=weights_file,
-                              image_size=size, frozen_epochs=args.epochs, finetune_epochs=0,
+                              image_size=size, **epochs,
                               batch_size=args.batch_size, augment="none", runs_dir=runs,
                               name=f"bench-{size}-{time.time_ns()}", verbose=0, **extra)
     seconds = result.metrics["train_seconds"] if fit_only else time.perf_counter() - start
@@ -120,7 +125,7 @@ def main() -> None:
     parser.add_argument("--memory-images", type=int, default=5000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--cases", default="jpeg,memory")
+    parser.add_argument("--cases", default="jpeg,memory,memory-unfrozen")
     args = parser.parse_args()
 
     rows = []
@@ -131,13 +136,18 @@ def main() -> None:
             plain = plain_folder_job(folder, args, weights)
             ours = kerastl_job(str(folder), args.size, args, weights, tmp, val_fraction=0.2)
             rows.append(("jpeg folder", args.size, plain, ours))
-        if "memory" in args.cases:
+        memory_cases = [c for c in ("memory", "memory-unfrozen") if c in args.cases.split(",")]
+        if memory_cases:
             split = dict(per_class=args.memory_images // 10, val_fraction=1 / 60)
             bundle = load_data("fashion_mnist", 32, **split)
             weights = random_weights_file(args.backbone, 32, tmp)
-            plain = plain_memory_job(bundle, args, weights)
-            ours = kerastl_job("fashion_mnist", 32, args, weights, tmp, fit_only=True, **split)
-            rows.append(("in memory (Fashion-MNIST)", 32, plain, ours))
+        for case in memory_cases:
+            unfrozen = case == "memory-unfrozen"
+            plain = plain_memory_job(bundle, args, weights, unfrozen)
+            ours = kerastl_job("fashion_mnist", 32, args, weights, tmp, fit_only=True,
+                               unfrozen=unfrozen, **split)
+            label = "in memory, backbone unfrozen" if unfrozen else "in memory (Fashion-MNIST)"
+            rows.append((label, 32, plain, ours))
     print_table(rows, args)
 
 

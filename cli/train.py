@@ -53,6 +53,9 @@ def training_options(command):
                      "the split and augmentation."),
         click.option("--jit-compile/--no-jit-compile", default=False,
                      help="XLA compilation (faster per step, slower to start)."),
+        click.option("--feature-cache/--no-feature-cache", default=True,
+                     help="Frozen phase without augmentation: compute backbone features "
+                          "once and train the head on them."),
         click.option("--runs-dir", type=click.Path(file_okay=False), default="runs"),
         click.option("--name", help="Run directory name [default: JOB-BACKBONE-TIME]."),
         click.option("--overwrite", is_flag=True, help="Replace an existing run directory."),

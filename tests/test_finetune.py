@@ -32,3 +32,28 @@ def test_train_bn_with_block_unfreeze_runs_end_to_end(tmp_path):
     config = json.loads((result.run_dir / "config.json").read_text())
     assert config["phases"][1]["train_bn"] is True
     assert config["phases"][1]["unfreeze"] == "1blocks"
+
+
+def _frozen_only(tmp_path, name, feature_cache):
+    return kerastl.finetune("sample", weights=str(SAMPLE_BACKBONE_DIR), backbone=None,
+                            classes="5-9", per_class=8, image_size=32, frozen_epochs=2,
+                            finetune_epochs=0, batch_size=8, augment="none", dropout=0.0,
+                            feature_cache=feature_cache, seed=3, runs_dir=str(tmp_path),
+                            name=name, verbose=0)
+
+
+def test_feature_cache_trains_the_same_head_as_the_full_model(tmp_path, caplog, monkeypatch):
+    import logging
+
+    import numpy as np
+
+    monkeypatch.setattr(logging.getLogger("kerastl"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="kerastl")
+    cached = _frozen_only(tmp_path, "cached", True)
+    assert "head on cached features" in caplog.text
+    full = _frozen_only(tmp_path, "full", False)
+    for a, b in zip(cached.model.get_layer("predictions").weights,
+                    full.model.get_layer("predictions").weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4)
+    assert cached.metrics["test"]["accuracy"] == pytest.approx(full.metrics["test"]["accuracy"],
+                                                               abs=0.01)

@@ -42,10 +42,14 @@ def make_dataset(data: ImageSet, batch_size: int, *, training: bool = False, see
     if (mixup or cutmix) and not one_hot:
         raise ValueError("mixup and cutmix mix labels: pass one_hot=True")
     tf = tensorflow()
-    dataset = tf.data.Dataset.from_tensor_slices((data.images, data.labels))
+    images_in_memory = tf.constant(data.images)
+    labels_in_memory = tf.constant(data.labels)
+    # Shuffle and batch indices, then gather whole batches: one op per batch, not per image.
+    dataset = tf.data.Dataset.range(len(data))
     if training:
         dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
+    dataset = dataset.batch(batch_size).map(
+        lambda index: (tf.gather(images_in_memory, index), tf.gather(labels_in_memory, index)))
     layers = augmentation_layers(augment, seed) if training else []
     mixers = _mixers(mixup, cutmix, seed) if training else []
     num_classes = len(data.class_names)

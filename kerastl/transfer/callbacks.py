@@ -14,11 +14,15 @@ keras = keras_module()
 
 
 class BestModelSaver(keras.callbacks.Callback):
-    """Save the model atomically whenever ``monitor`` improves, across all phases."""
+    """Save ``target`` atomically whenever ``monitor`` improves, across all phases.
 
-    def __init__(self, run: RunDir, monitor: str = "val_accuracy"):
+    ``target`` is the whole classifier even when a phase fits only its head.
+    """
+
+    def __init__(self, run: RunDir, target, monitor: str = "val_accuracy"):
         super().__init__()
         self.run = run
+        self.target = target
         self.monitor = monitor
         self.best = -math.inf
         self.best_epoch: int | None = None
@@ -27,7 +31,7 @@ class BestModelSaver(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is not None and value > self.best:
             self.best, self.best_epoch = float(value), epoch
-            self.run.save_model(self.model, MODEL_FILE)
+            self.run.save_model(self.target, MODEL_FILE)
 
 
 class HistoryWriter(keras.callbacks.Callback):

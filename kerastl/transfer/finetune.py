@@ -21,6 +21,7 @@ from kerastl.report import plot_confusion, plot_history
 from kerastl.runs import CONFIG_FILE, LABELS_FILE, METRICS_FILE, MODEL_FILE, RunDir, \
     default_run_name
 from kerastl.transfer.callbacks import BestModelSaver, HistoryWriter, StopOnNaN
+from kerastl.transfer.feature_cache import can_cache_features, features_of, split_at_features
 from kerastl.transfer.model import ResolvedBackbone, build_classifier, resolve_backbone
 from kerastl.transfer.schedule import Phase, apply_phase, plan_phases
 
@@ -34,6 +35,8 @@ class FinetuneConfig:
     The defaults are the documented ones: 2 frozen epochs at ``lr`` 1e-3 (Adam),
     then 3 epochs with the whole backbone unfrozen at ``lr / 10``, BatchNorm
     kept frozen, light augmentation, 20% of each class held out for validation.
+    With ``augment="none"`` the frozen phase trains the head on backbone features
+    computed once (``feature_cache``; same model, fewer forward passes).
     """
 
     data: str
@@ -58,6 +61,7 @@ class FinetuneConfig:
     patience: int = 5
     seed: int = 0
     jit_compile: bool = False
+    feature_cache: bool = True
     runs_dir: str = "runs"
     name: str | None = None
     overwrite: bool = False
@@ -143,19 +147,13 @@ def _train(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundl
     run.write_json(CONFIG_FILE, _config_record(config, backbone, bundle, phases))
     run.write_text(LABELS_FILE, "\n".join(bundle.class_names) + "\n")
 
-    one_hot = config.mixup or config.cutmix
-    train_ds = make_dataset(bundle.train, config.batch_size, training=True, seed=config.seed,
-                            augment=config.augment, mixup=config.mixup, cutmix=config.cutmix,
-                            one_hot=one_hot)
-    val_ds = make_dataset(bundle.val, config.batch_size, one_hot=one_hot)
-    history, best = HistoryWriter(run), BestModelSaver(run)
-    groups = layer_groups(backbone.model, backbone.spec)
+    history, best = HistoryWriter(run), BestModelSaver(run, model)
+    trainer = PhaseTrainer(config, model, backbone, bundle, run, history, best)
     phase_starts: dict[str, int] = {}
     started = time.perf_counter()
     for phase in phases:
         phase_starts[phase.name] = len(history.rows)
-        _fit_phase(model, backbone, groups, phase, config, train_ds, val_ds, history, best, run,
-                   one_hot)
+        trainer.fit(phase)
     elapsed = time.perf_counter() - started
 
     best_model = keras.models.load_model(run / MODEL_FILE)
@@ -169,26 +167,65 @@ def _train(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundl
     return FinetuneResult(best_model, run.path, metrics, history.rows, config, bundle)
 
 
-def _fit_phase(model, backbone, groups, phase: Phase, config: FinetuneConfig, train_ds, val_ds,
-               history: HistoryWriter, best: BestModelSaver, run: RunDir, one_hot: bool) -> None:
-    import keras
+class PhaseTrainer:
+    """Fits one phase after another on the same classifier and callbacks."""
 
-    opened = apply_phase(backbone.model, groups, phase)
-    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    log.info("phase %s: %d epoch(s) at lr %.2g, %d backbone layer(s) unfrozen, %s trainable "
-             "parameters", phase.name, phase.epochs, phase.learning_rate, len(opened),
-             f"{trainable:,}")
-    loss = (keras.losses.CategoricalCrossentropy() if one_hot
-            else keras.losses.SparseCategoricalCrossentropy())
-    model.compile(optimizer=keras.optimizers.Adam(phase.learning_rate), loss=loss,
-                  metrics=["accuracy"], jit_compile=config.jit_compile)
-    history.phase = phase.name
-    start = len(history.rows)
-    callbacks = [best, history, StopOnNaN(),
-                 keras.callbacks.EarlyStopping("val_accuracy", patience=config.patience),
-                 keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False)]
-    model.fit(train_ds, validation_data=val_ds, initial_epoch=start, epochs=start + phase.epochs,
-              callbacks=callbacks, verbose=_fit_verbosity(config.verbose))
+    def __init__(self, config: FinetuneConfig, model, backbone: ResolvedBackbone,
+                 bundle: DataBundle, run: RunDir, history: HistoryWriter, best: BestModelSaver):
+        self.config, self.model, self.backbone, self.bundle = config, model, backbone, bundle
+        self.run, self.history, self.best = run, history, best
+        self.groups = layer_groups(backbone.model, backbone.spec)
+        self.one_hot = config.mixup or config.cutmix
+        self._image_data = None
+
+    def fit(self, phase: Phase) -> None:
+        import keras
+
+        opened = apply_phase(self.backbone.model, self.groups, phase)
+        cached = self.config.feature_cache and can_cache_features(
+            bool(opened), self.config.augment, self.one_hot, phase.train_bn)
+        fit_model, train_ds, val_ds = self._features_and_head() if cached else \
+            (self.model, *self._image_datasets())
+        trainable = sum(int(np.prod(w.shape)) for w in self.model.trainable_weights)
+        log.info("phase %s: %d epoch(s) at lr %.2g, %d backbone layer(s) unfrozen, %s trainable "
+                 "parameters%s", phase.name, phase.epochs, phase.learning_rate, len(opened),
+                 f"{trainable:,}", " (head on cached features)" if cached else "")
+        loss = (keras.losses.CategoricalCrossentropy() if self.one_hot
+                else keras.losses.SparseCategoricalCrossentropy())
+        fit_model.compile(optimizer=keras.optimizers.Adam(phase.learning_rate), loss=loss,
+                          metrics=["accuracy"], jit_compile=self.config.jit_compile,
+                          steps_per_execution=self._steps_per_execution())
+        self.history.phase = phase.name
+        start = len(self.history.rows)
+        callbacks = [self.best, self.history, StopOnNaN(),
+                     keras.callbacks.EarlyStopping("val_accuracy", patience=self.config.patience),
+                     keras.callbacks.TensorBoard(str(self.run / "logs"), write_graph=False)]
+        fit_model.fit(train_ds, validation_data=val_ds, initial_epoch=start,
+                      epochs=start + phase.epochs, callbacks=callbacks,
+                      verbose=_fit_verbosity(self.config.verbose))
+
+    def _image_datasets(self):
+        if self._image_data is None:
+            config = self.config
+            train = make_dataset(self.bundle.train, config.batch_size, training=True,
+                                 seed=config.seed, augment=config.augment, mixup=config.mixup,
+                                 cutmix=config.cutmix, one_hot=self.one_hot)
+            val = make_dataset(self.bundle.val, config.batch_size, one_hot=self.one_hot)
+            self._image_data = (train, val)
+        return self._image_data
+
+    def _features_and_head(self):
+        extractor, head = split_at_features(self.model)
+        size = self.config.batch_size
+        train = features_of(extractor, self.bundle.train, size)
+        val = features_of(extractor, self.bundle.val, size)
+        return (head, make_dataset(train, size, training=True, seed=self.config.seed),
+                make_dataset(val, size))
+
+    def _steps_per_execution(self) -> int:
+        """Several steps per call into TensorFlow: small models are dispatch-bound on a CPU."""
+        steps = -(-len(self.bundle.train) // self.config.batch_size)
+        return max(1, min(16, steps))
 
 
 def _fit_verbosity(verbose: int | None) -> int:
