@@ -1,70 +1,136 @@
-"""Read a trained classifier back: evaluate it on data, predict images."""
+"""Read a trained classifier back (run, .keras, SavedModel or .tflite): evaluate, predict."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
 from kerastl._tf import tensorflow
+from kerastl.data import ImageSet
 from kerastl.data.images import IMAGE_EXTENSIONS, BadImage, SkippedFiles, load_image
 from kerastl.data.sources import load_splits
-from kerastl.errors import DataError
-from kerastl.runs import read_labels, resolve_model_file
+from kerastl.errors import DataError, RunDirError
+from kerastl.metrics import classification_report
+from kerastl.runs import LABELS_FILE, read_labels, resolve_model_file
 
 
 @dataclasses.dataclass
 class Classifier:
-    """A loaded model with its class names and input size."""
+    """Any loaded classifier: float32 pixels (N, H, W, 3) in 0-255 -> probabilities."""
 
-    model: object
+    predict_batch: Callable[[np.ndarray], np.ndarray]
     class_names: list[str]
+    image_size: tuple[int, int]
     path: Path
+    kind: str
+    keras_model: object = None
 
-    @property
-    def image_size(self) -> tuple[int, int]:
-        _, height, width, _ = self.model.input_shape
-        return int(height), int(width)
+    def probabilities(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Probabilities for uint8 or float images, ``batch_size`` at a time."""
+        if not len(images):
+            return np.zeros((0, len(self.class_names)), np.float32)
+        return np.concatenate([
+            np.asarray(self.predict_batch(images[i:i + batch_size].astype(np.float32)))
+            for i in range(0, len(images), batch_size)])
 
 
-def load_classifier(run_or_model: str | Path) -> Classifier:
-    """Load ``runs/NAME`` or a ``.keras`` file (Keras ``safe_mode`` stays on)."""
+def load_classifier(path: str | Path) -> Classifier:
+    """Load ``runs/NAME``, a ``.keras`` file, a SavedModel folder or a ``.tflite`` file.
+
+    Keras models load with ``safe_mode`` on.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir() and (path / "saved_model.pb").exists():
+        return _load_savedmodel(path)
+    if path.suffix == ".tflite" and path.is_file():
+        return _load_tflite(path)
+    return _load_keras(path)
+
+
+def _load_keras(path: Path) -> Classifier:
     tensorflow()
     import keras
 
     import kerastl.layers  # noqa: F401 - registers kerastl's layers for loading
 
-    path = resolve_model_file(run_or_model)
-    model = keras.models.load_model(path)
-    n_classes = int(model.output_shape[-1])
-    names = read_labels(path) or [f"class_{i}" for i in range(n_classes)]
+    model_file = resolve_model_file(path)
+    model = keras.models.load_model(model_file)
+    names = _check_labels(read_labels(model_file), int(model.output_shape[-1]), model_file)
+    size = (int(model.input_shape[1]), int(model.input_shape[2]))
+    return Classifier(lambda x: model.predict_on_batch(x), names, size, model_file, "keras",
+                      model)
+
+
+def _load_savedmodel(path: Path) -> Classifier:
+    tf = tensorflow()
+    loaded = tf.saved_model.load(str(path))
+    if "predict_pixels" not in loaded.signatures:
+        raise RunDirError(f"{path} is a SavedModel without kerastl's predict_pixels signature")
+    signature = loaded.signatures["predict_pixels"]
+    spec = next(iter(signature.structured_input_signature[1].values()))
+    size = (int(spec.shape[1]), int(spec.shape[2]))
+    n_classes = int(signature.structured_outputs["probabilities"].shape[-1])
+    names = _check_labels(_labels_beside(path), n_classes, path)
+
+    def predict(pixels):
+        return signature(pixels=tf.constant(pixels))["probabilities"].numpy()
+
+    return Classifier(predict, names, size, path, "savedmodel", loaded)
+
+
+def _load_tflite(path: Path) -> Classifier:
+    from kerastl.export.tflite import TFLiteRunner
+
+    runner = TFLiteRunner(str(path))
+    n_classes = int(runner.output["shape"][-1])
+    names = _check_labels(_labels_beside(path), n_classes, path)
+    return Classifier(runner, names, runner.image_size, path, "tflite")
+
+
+def _labels_beside(path: Path) -> list[str] | None:
+    folder = path if path.is_dir() else path.parent
+    for candidate in (folder / LABELS_FILE, folder.parent / LABELS_FILE):
+        if candidate.exists():
+            return [line for line in candidate.read_text().splitlines() if line]
+    return None
+
+
+def _check_labels(names: list[str] | None, n_classes: int, path: Path) -> list[str]:
+    if names is None:
+        return [f"class_{i}" for i in range(n_classes)]
     if len(names) != n_classes:
-        raise DataError(f"{path.parent / 'labels.txt'} names {len(names)} classes but the "
+        raise DataError(f"{LABELS_FILE} beside {path} names {len(names)} classes but the "
                         f"model has {n_classes} outputs")
-    return Classifier(model, names, path)
+    return names
 
 
-def evaluate(run_or_model: str | Path, data: str, batch_size: int = 64,
+def evaluate_imageset(classifier: Classifier, data: ImageSet, split: str,
+                      batch_size: int = 64) -> dict:
+    """The classification report of ``classifier`` on ``data``."""
+    probabilities = classifier.probabilities(data.images, batch_size)
+    return classification_report(data.labels, probabilities, data.class_names, split)
+
+
+def evaluate(model: str | Path, data: str, batch_size: int = 64,
              split: str | None = None) -> dict:
-    """Classification report of a trained model on ``data``.
+    """Classification report of a trained model (any format ``load_classifier`` reads) on ``data``.
 
     A pre-split folder (or a source with a test split) is evaluated on ``test``
     (else ``val``); a plain class-per-folder tree on all its images.
     """
-    from kerastl.transfer.finetune import evaluate_imageset
-
-    classifier = load_classifier(run_or_model)
+    classifier = load_classifier(model)
     skipped = SkippedFiles()
     splits = load_splits(data, classifier.image_size, skipped)
     chosen = split or next(s for s in ("test", "val", "train") if s in splits)
     if chosen not in splits:
         raise DataError(f"{data} has no {chosen!r} split; it has {sorted(splits)}")
     images = splits[chosen].relabel_to(classifier.class_names)
-    report = evaluate_imageset(classifier.model, images, batch_size, chosen)
-    report["data"] = str(data)
-    report["skipped"] = skipped.as_dict()
+    report = evaluate_imageset(classifier, images, chosen, batch_size)
+    report.update({"data": str(data), "model": str(classifier.path), "format": classifier.kind,
+                   "skipped": skipped.as_dict()})
     return report
 
 
@@ -84,10 +150,10 @@ def image_files(inputs: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def predict(run_or_model: str | Path, inputs: Iterable[str | Path], top_k: int = 3,
+def predict(model: str | Path, inputs: Iterable[str | Path], top_k: int = 3,
             batch_size: int = 64) -> list[dict]:
     """Top-k classes for each image; unreadable files get an ``error`` instead."""
-    classifier = load_classifier(run_or_model)
+    classifier = load_classifier(model)
     files = image_files(inputs)
     top_k = max(1, min(top_k, len(classifier.class_names)))
     results: list[dict] = []
@@ -105,8 +171,7 @@ def _predict_batch(classifier: Classifier, files: list[Path], top_k: int) -> lis
         except BadImage as bad:
             rows.append({"file": str(path), "error": bad.reason})
     if pixels:
-        probabilities = classifier.model.predict(np.stack(pixels).astype(np.float32), verbose=0)
-        good = iter(probabilities)
+        good = iter(classifier.probabilities(np.stack(pixels)))
         for row in rows:
             if "error" not in row:
                 probs = next(good)

@@ -16,7 +16,6 @@ from kerastl._tf import tensorflow
 from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, layer_groups
 from kerastl.data import DataBundle, ImageSet, load_data, parse_classes
 from kerastl.data.pipeline import make_dataset
-from kerastl.metrics import classification_report
 from kerastl.report import plot_confusion, plot_history
 from kerastl.runs import CONFIG_FILE, LABELS_FILE, METRICS_FILE, MODEL_FILE, RunDir, \
     default_run_name
@@ -236,17 +235,13 @@ def _fit_verbosity(verbose: int | None) -> int:
 
 
 def _evaluate_splits(model, bundle: DataBundle, batch_size: int) -> dict:
-    metrics = {}
-    for split, data in (("val", bundle.val), ("test", bundle.test)):
-        if data is not None and len(data):
-            metrics[split] = evaluate_imageset(model, data, batch_size, split)
-    return metrics
+    from kerastl.inference import Classifier, evaluate_imageset
 
-
-def evaluate_imageset(model, data: ImageSet, batch_size: int, split: str) -> dict:
-    """The classification report of ``model`` on ``data``."""
-    probabilities = model.predict(make_dataset(data, batch_size), verbose=0)
-    return classification_report(data.labels, probabilities, data.class_names, split)
+    classifier = Classifier(lambda x: model.predict_on_batch(x), bundle.class_names,
+                            bundle.train.images.shape[1:3], Path(), "keras", model)
+    return {split: evaluate_imageset(classifier, data, split, batch_size)
+            for split, data in (("val", bundle.val), ("test", bundle.test))
+            if data is not None and len(data)}
 
 
 def _plots(run: RunDir, rows, phase_starts, metrics, class_names) -> None:

@@ -1,0 +1,48 @@
+"""``kerastl export``: SavedModel for TF Serving, TFLite, ONNX, checked against Keras."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from kerastl_cli.main import cli
+
+FORMATS = ("savedmodel", "tflite", "onnx")
+QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
+
+
+@cli.command("export")
+@click.argument("model", type=click.Path(exists=True))
+@click.option("--format", "format_", type=click.Choice(FORMATS), default="savedmodel")
+@click.option("--quantize", type=click.Choice(QUANTIZATIONS), default="none",
+              help="TFLite only: dynamic-range, float16 or full-integer (int8) quantization.")
+@click.option("--int8-io", is_flag=True, help="With int8: uint8 input and output tensors.")
+@click.option("--name", help="Model name under --out [default: the run's name].")
+@click.option("--version", "version", type=click.IntRange(min=1),
+              help="Version number [default: the next free integer].")
+@click.option("--data", help="Images for int8 calibration and the parity check when the "
+              "run's own data is not at hand (a bare .keras file).")
+@click.option("--out", type=click.Path(file_okay=False), default="saved_models")
+@click.option("--check-images", type=click.IntRange(min=1), default=64,
+              help="Validation images to compare the export with Keras on.")
+def export(model, format_, quantize, int8_io, name, version, data, out, check_images) -> None:
+    """Export MODEL (a run directory or .keras file) and check it against Keras.
+
+    \b
+    SavedModel: saved_models/NAME/VERSION/, signatures serving_default (encoded
+    image bytes) and predict_pixels (float32 pixels), a model card and a TF
+    Serving warm-up request. TFLite/ONNX: saved_models/NAME/NAME-vVERSION.tflite.
+    Each export writes an export report: size, max difference and top-1
+    agreement with Keras, latency per image.
+    """
+    from kerastl.export import export_model
+
+    result = export_model(model, format_, quantize, name, version, data, out, check_images,
+                          int8_io)
+    report = result.report
+    click.echo(json.dumps(report, indent=2))
+    click.echo(f"\nExported version {result.version}: {result.path}")
+    click.echo(f"Top-1 agreement with Keras {report['top1_agreement']:.1%} on "
+               f"{report['check_images']} images ({report['check_images_from']}); max |diff| "
+               f"{report['max_abs_diff']:.2e}")

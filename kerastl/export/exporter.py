@@ -1,0 +1,226 @@
+"""``kerastl export``: one function over the formats, the layout and the parity check."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from kerastl import __version__
+from kerastl._tf import tensorflow
+from kerastl.data import ImageSet, load_data
+from kerastl.data.sources import load_splits
+from kerastl.errors import KerastlError
+from kerastl.export.layout import (choose_version, staged_folder, write_bytes_atomically,
+                                   write_labels)
+from kerastl.export.parity import parity_report
+from kerastl.export.tflite import QUANTIZATIONS, convert
+from kerastl.inference import Classifier, load_classifier
+from kerastl.runs import CONFIG_FILE, METRICS_FILE, atomic_write_text
+
+FORMATS = ("savedmodel", "tflite", "onnx")
+REPORT_FILE = "export_report.json"
+CALIBRATION_IMAGES = 200
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """Where an export landed and how close it is to the Keras model."""
+
+    path: Path
+    version: int
+    report: dict
+
+
+def export_model(model: str | Path, format: str = "savedmodel", quantize: str = "none",
+                 name: str | None = None, version: int | None = None, data: str | None = None,
+                 out: str | Path = "saved_models", check_images: int = 64,
+                 int8_io: bool = False) -> ExportResult:
+    """Export ``model`` (a run directory or ``.keras`` file) and check it against Keras.
+
+    Args:
+        format: ``savedmodel`` (TF Serving layout), ``tflite`` or ``onnx``.
+        quantize: tflite only: ``none``, ``dynamic``, ``float16`` or ``int8``.
+        version: integer version; default the next free one under ``out/name``.
+        data: a data spec for calibration and checks when the run's data is not at hand.
+        int8_io: with int8, uint8 input and output tensors.
+    """
+    if format not in FORMATS:
+        raise KerastlError(f"--format takes {', '.join(FORMATS)}. Received: {format}")
+    if quantize not in QUANTIZATIONS:
+        raise KerastlError(f"--quantize takes {', '.join(QUANTIZATIONS)}. Received: {quantize}")
+    if quantize != "none" and format != "tflite":
+        raise KerastlError(f"--quantize applies to tflite only (received --format {format})")
+    classifier = load_classifier(model)
+    if classifier.kind != "keras":
+        raise KerastlError(f"{model} is already an export ({classifier.kind}); export a run "
+                           "directory or a .keras file")
+    source = ModelSource(Path(model), classifier, data)
+    name = name or source.default_name()
+    model_dir = Path(out) / name
+    version = choose_version(model_dir, version)
+    pixels, checked_on = source.check_pixels(check_images)
+    exporters = {"savedmodel": _export_savedmodel, "tflite": _export_tflite,
+                 "onnx": _export_onnx}
+    path, report = exporters[format](source, model_dir, name, version, pixels, checked_on,
+                                     quantize=quantize, int8_io=int8_io)
+    return ExportResult(path, version, report)
+
+
+class ModelSource:
+    """The model being exported and what its run directory knows: data, metrics, backbone."""
+
+    def __init__(self, path: Path, classifier: Classifier, data: str | None):
+        self.path, self.classifier, self.data = path, classifier, data
+        run_dir = classifier.path.parent
+        config_file = run_dir / CONFIG_FILE
+        self.config = json.loads(config_file.read_text()) if config_file.exists() else None
+        metrics_file = run_dir / METRICS_FILE
+        self.metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+
+    def default_name(self) -> str:
+        return (self.path.name if self.path.is_dir() else self.path.stem).replace(" ", "_")
+
+    def _splits(self) -> dict[str, ImageSet] | None:
+        size = self.classifier.image_size
+        if self.data:
+            from kerastl.data import SkippedFiles
+
+            splits = load_splits(self.data, size, SkippedFiles())
+            return {k: v.relabel_to(self.classifier.class_names) for k, v in splits.items()}
+        if self.config:
+            settings = self.config["settings"]
+            try:
+                bundle = load_data(settings["data"], size, val_fraction=settings["val_fraction"],
+                                   seed=settings["seed"], classes=settings["classes"],
+                                   per_class=settings["per_class"])
+            except KerastlError:
+                return None
+            return {"train": bundle.train, "val": bundle.val}
+        return None
+
+    def check_pixels(self, n: int) -> tuple[np.ndarray, str]:
+        """Validation images for the parity check (random pixels if no data is at hand)."""
+        splits = self._splits()
+        if splits:
+            split = "val" if "val" in splits else next(iter(splits))
+            images = splits[split].images[:n].astype(np.float32)
+            return images, f"{self.data or self.config['settings']['data']} ({split})"
+        rng = np.random.default_rng(0)
+        height, width = self.classifier.image_size
+        return rng.uniform(0, 255, (min(n, 16), height, width, 3)).astype(np.float32), \
+            "random pixels (no data at hand: pass --data)"
+
+    def calibration(self):
+        """A callable yielding single-image float32 batches from the training split."""
+        splits = self._splits()
+        if not splits:
+            return None
+        images = splits["train"].images
+        chosen = np.random.default_rng(0).permutation(len(images))[:CALIBRATION_IMAGES]
+        return lambda: (images[i:i + 1].astype(np.float32) for i in chosen)
+
+    def model_card(self, version: int, format: str, quantize: str) -> dict:
+        tf = tensorflow()
+        config = self.config or {}
+        return {
+            "name": self.default_name(), "version": version, "format": format,
+            "quantization": quantize, "source_model": str(self.classifier.path),
+            "backbone": config.get("backbone"), "input": {
+                "pixels": [*self.classifier.image_size, 3], "range": "0-255 RGB float32",
+                "preprocessing": "inside the model"},
+            "labels": self.classifier.class_names,
+            "training_data": config.get("data"),
+            "metrics": {k: {m: v[m] for m in ("split", "n", "accuracy", "macro_f1")
+                            if m in v} for k, v in self.metrics.items() if isinstance(v, dict)},
+            "versions": {"kerastl": __version__, "tensorflow": tf.__version__},
+        }
+
+    def warmup_image(self) -> bytes:
+        height, width = self.classifier.image_size
+        buffer = io.BytesIO()
+        Image.new("RGB", (width, height), (128, 128, 128)).save(buffer, format="JPEG")
+        return buffer.getvalue()
+
+
+def _export_savedmodel(source: ModelSource, model_dir: Path, name: str, version: int,
+                       pixels: np.ndarray, checked_on: str, **_) -> tuple[Path, dict]:
+    from kerastl.export.savedmodel import write_savedmodel
+
+    tf = tensorflow()
+    final = model_dir / str(version)
+    with staged_folder(final) as folder:
+        write_savedmodel(source.classifier.keras_model, source.classifier.class_names, folder,
+                         name, source.warmup_image())
+        signature = tf.saved_model.load(str(folder)).signatures["predict_pixels"]
+        report = parity_report(source.classifier.predict_batch,
+                               lambda x: signature(pixels=tf.constant(x))["probabilities"],
+                               pixels, folder, checked_on)
+        report["artifact"] = str(final)
+        _write_sidecars(folder, source, version, "savedmodel", "none", report)
+    return final, report
+
+
+def _export_tflite(source: ModelSource, model_dir: Path, name: str, version: int,
+                   pixels: np.ndarray, checked_on: str, quantize: str, int8_io: bool
+                   ) -> tuple[Path, dict]:
+    from kerastl.export.tflite import TFLiteRunner
+
+    representative = source.calibration() if quantize == "int8" else None
+    if quantize == "int8" and representative is None:
+        raise KerastlError("int8 quantization needs calibration images: the run's data is not "
+                           "at hand, so pass --data")
+    flatbuffer = convert(source.classifier.keras_model, quantize, representative, int8_io)
+    suffix = "" if quantize == "none" else f"-{quantize}"
+    path = write_bytes_atomically(model_dir / f"{name}-v{version}{suffix}.tflite", flatbuffer)
+    report = parity_report(source.classifier.predict_batch, TFLiteRunner(str(path)), pixels,
+                           path, checked_on)
+    write_labels(model_dir, source.classifier.class_names)
+    _write_report(path.with_name(path.stem + ".export_report.json"), source, version, "tflite", quantize, report)
+    return path, report
+
+
+def _export_onnx(source: ModelSource, model_dir: Path, name: str, version: int,
+                 pixels: np.ndarray, checked_on: str, **_) -> tuple[Path, dict]:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise KerastlError("ONNX export needs the onnx extra: pip install 'kerastl[onnx]'") \
+            from None
+    path = model_dir / f"{name}-v{version}.onnx"
+    tmp = path.with_name(f".{path.name}.tmp.onnx")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        source.classifier.keras_model.export(str(tmp), format="onnx", verbose=False)
+        tmp.replace(path)
+    except Exception as exc:  # noqa: BLE001 - the converter fails in many ways
+        raise KerastlError(f"ONNX export failed for this model: {str(exc).splitlines()[0]}") \
+            from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    report = parity_report(source.classifier.predict_batch,
+                           lambda x: session.run(None, {input_name: x})[0], pixels, path,
+                           checked_on)
+    write_labels(model_dir, source.classifier.class_names)
+    _write_report(path.with_name(path.stem + ".export_report.json"), source, version, "onnx", "none", report)
+    return path, report
+
+
+def _write_sidecars(folder: Path, source: ModelSource, version: int, format: str,
+                    quantize: str, report: dict) -> None:
+    write_labels(folder, source.classifier.class_names)
+    atomic_write_text(folder / "model_card.json",
+                      json.dumps(source.model_card(version, format, quantize), indent=2) + "\n")
+    atomic_write_text(folder / REPORT_FILE, json.dumps(report, indent=2) + "\n")
+
+
+def _write_report(path: Path, source: ModelSource, version: int, format: str, quantize: str,
+                  report: dict) -> None:
+    card = source.model_card(version, format, quantize)
+    atomic_write_text(path, json.dumps({**report, "model_card": card}, indent=2) + "\n")

@@ -1,0 +1,73 @@
+"""Where exports go: ``saved_models/<name>/<version>/`` with integer versions.
+
+Each export takes the next integer version of its name (what TF Serving scans
+for); a SavedModel is built in a hidden temporary folder and renamed into place,
+so a server never sees half a version. TFLite and ONNX files sit beside the
+version folders as ``<name>-v<version>[-<quantization>].<ext>``, with ``labels.txt``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from kerastl.errors import KerastlError
+from kerastl.runs import atomic_write_text
+
+_VERSIONED_FILE = re.compile(r"-v(\d+)(?:-[a-z0-9]+)?\.(?:tflite|onnx)$")
+
+
+def existing_versions(model_dir: Path) -> set[int]:
+    """Versions already used by folders or files under ``model_dir``."""
+    if not model_dir.is_dir():
+        return set()
+    versions = {int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()}
+    versions |= {int(m.group(1)) for p in model_dir.iterdir()
+                 if (m := _VERSIONED_FILE.search(p.name))}
+    return versions
+
+
+def choose_version(model_dir: Path, requested: int | None) -> int:
+    """``requested``, if free; else the next integer after the highest in use."""
+    used = existing_versions(model_dir)
+    if requested is None:
+        return max(used, default=0) + 1
+    if requested < 1:
+        raise KerastlError(f"--version must be a positive integer. Received: {requested}")
+    if requested in used:
+        raise KerastlError(f"version {requested} of {model_dir.name} already exists in "
+                           f"{model_dir.parent}: pick another --version or leave it out")
+    return requested
+
+
+@contextmanager
+def staged_folder(final: Path):
+    """Yield a temporary folder beside ``final``; rename it to ``final`` if the block succeeds."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+    staging.chmod(0o755)  # mkdtemp's 0700 would hide the version from a server's user
+    try:
+        yield staging
+        os.rename(staging, final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_labels(folder: Path, class_names: list[str]) -> Path:
+    return atomic_write_text(folder / "labels.txt", "\n".join(class_names) + "\n")

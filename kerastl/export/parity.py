@@ -1,0 +1,60 @@
+"""How far an export is from the Keras model: differences, agreement, size, latency."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+def parity_report(keras_predict: Predict, exported_predict: Predict, pixels: np.ndarray,
+                  artifact: Path, source: str, latency_images: int = 20) -> dict:
+    """Compare two predictors on ``pixels`` (float32 NHWC, 0-255).
+
+    Returns file size, the max absolute difference of probabilities, top-1
+    agreement, and median per-image latency of each (batch of one).
+    """
+    reference = batched(keras_predict, pixels)
+    exported = batched(exported_predict, pixels)
+    return {
+        "artifact": str(artifact),
+        "size_bytes": artifact_size(artifact),
+        "check_images": int(len(pixels)),
+        "check_images_from": source,
+        "max_abs_diff": float(np.max(np.abs(reference - exported))) if len(pixels) else 0.0,
+        "top1_agreement": float(np.mean(reference.argmax(1) == exported.argmax(1))),
+        "latency_ms_per_image": {
+            "keras": median_latency_ms(keras_predict, pixels[:latency_images]),
+            "export": median_latency_ms(exported_predict, pixels[:latency_images]),
+        },
+    }
+
+
+def batched(predict: Predict, pixels: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    return np.concatenate([np.asarray(predict(pixels[i:i + batch_size]))
+                           for i in range(0, len(pixels), batch_size)])
+
+
+def median_latency_ms(predict: Predict, pixels: np.ndarray) -> float:
+    """Median wall time of single-image calls, after one warm-up call."""
+    if not len(pixels):
+        return 0.0
+    predict(pixels[:1])
+    times = []
+    for i in range(len(pixels)):
+        start = time.perf_counter()
+        predict(pixels[i:i + 1])
+        times.append((time.perf_counter() - start) * 1000)
+    return round(statistics.median(times), 3)
+
+
+def artifact_size(path: Path) -> int:
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size

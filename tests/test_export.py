@@ -1,0 +1,164 @@
+"""Exports: SavedModel signatures and layout, TFLite parity and quantization, reading back."""
+
+import io
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from kerastl.backbones import get_spec
+from kerastl.errors import KerastlError
+from kerastl.export import export_model
+from kerastl.export.tflite import TFLiteRunner, convert
+from kerastl.inference import load_classifier
+from kerastl.transfer.model import build_classifier, resolve_backbone
+from kerastl_cli.main import cli
+
+
+@pytest.fixture(scope="module")
+def saved(trained_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("saved_models")
+    return export_model(trained_run, "savedmodel", out=out, name="colours"), out
+
+
+def test_savedmodel_layout_and_report(saved):
+    result, out = saved
+    assert result.path == out / "colours" / "1" and result.version == 1
+    for name in ("saved_model.pb", "variables", "labels.txt", "model_card.json",
+                 "export_report.json", "assets.extra/tf_serving_warmup_requests"):
+        assert (result.path / name).exists(), name
+    card = json.loads((result.path / "model_card.json").read_text())
+    assert card["labels"] == ["blue", "green", "red"] and card["input"]["pixels"] == [32, 32, 3]
+    assert card["metrics"]["val"]["split"] == "val"
+    assert result.report["max_abs_diff"] < 1e-5 and result.report["top1_agreement"] == 1.0
+    assert not [p for p in out.rglob(".*tmp*")]
+
+
+def test_versions_increment_and_collisions_are_refused(saved, trained_run):
+    _, out = saved
+    second = export_model(trained_run, "savedmodel", out=out, name="colours", check_images=4)
+    assert second.version == 2
+    with pytest.raises(KerastlError, match="version 1 of colours already exists"):
+        export_model(trained_run, "savedmodel", out=out, name="colours", version=1)
+
+
+def _jpeg_bytes(session_folder) -> bytes:
+    buffer = io.BytesIO()
+    Image.open(next((session_folder / "green").iterdir())).convert("RGB").save(
+        buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def test_bytes_signature_matches_keras_on_the_same_decode(saved, trained_run, session_folder):
+    import tensorflow as tf
+
+    result, _ = saved
+    data = _jpeg_bytes(session_folder)
+    serving = tf.saved_model.load(str(result.path)).signatures["serving_default"]
+    outputs = serving(images=tf.constant([data, data]))
+    image = tf.io.decode_jpeg(data, channels=3)
+    pixels = tf.image.resize(image, (32, 32), method="bilinear", antialias=True)[None]
+    model = keras.models.load_model(trained_run / "model.keras")
+    np.testing.assert_allclose(outputs["probabilities"].numpy()[0],
+                               model.predict_on_batch(pixels.numpy())[0], atol=1e-5)
+    top = int(outputs["classes"].numpy()[0, 0])
+    assert outputs["labels"].numpy()[0, 0].decode() == ["blue", "green", "red"][top]
+
+
+def test_fresh_process_with_only_tensorflow_serves_bytes(saved, session_folder, tmp_path):
+    result, _ = saved
+    image = tmp_path / "x.jpg"
+    image.write_bytes(_jpeg_bytes(session_folder))
+    code = f"""
+import sys, tensorflow as tf
+loaded = tf.saved_model.load({str(result.path)!r})
+out = loaded.signatures["serving_default"](images=tf.constant([open({str(image)!r}, "rb").read()]))
+print(out["labels"].numpy()[0, 0].decode(), "kerastl" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    label, kerastl_loaded = done.stdout.split()
+    assert label in {"blue", "green", "red"} and kerastl_loaded == "False"
+
+
+def test_pixel_cap_is_enforced_in_the_graph(saved):
+    import tensorflow as tf
+
+    from kerastl.export.savedmodel import decode_and_resize
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (100, 80)).save(buffer, format="PNG")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="more than 5000 pixels"):
+        decode_and_resize(tf.constant(buffer.getvalue()), (8, 8), max_pixels=5000)
+    assert decode_and_resize(tf.constant(buffer.getvalue()), (8, 8)).shape == (8, 8, 3)
+
+
+@pytest.mark.parametrize("quantize,min_agreement", [("dynamic", 0.9), ("int8", 0.9)])
+def test_quantized_tflite_agrees_with_keras(trained_run, tmp_path, quantize, min_agreement):
+    result = export_model(trained_run, "tflite", quantize=quantize, out=tmp_path)
+    assert result.path.name == f"{trained_run.name}-v1-{quantize}.tflite"
+    assert result.report["top1_agreement"] >= min_agreement
+    assert (tmp_path / trained_run.name / "labels.txt").exists()
+    report = result.path.with_name(result.path.stem + ".export_report.json")
+    assert json.loads(report.read_text())["model_card"]["quantization"] == quantize
+
+
+def test_int8_io_takes_uint8(trained_run, tmp_path):
+    result = export_model(trained_run, "tflite", quantize="int8", int8_io=True, out=tmp_path,
+                          check_images=8)
+    runner = TFLiteRunner(str(result.path))
+    assert runner.input["dtype"] == np.uint8 and runner.output["dtype"] == np.uint8
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "vgg16", "inceptionv3"])
+def test_float_tflite_matches_keras_for_large_backbones(backbone, tmp_path):
+    keras.utils.set_random_seed(0)
+    resolved = resolve_backbone(backbone, "none", get_spec(backbone).min_size)
+    model = build_classifier(resolved, 4)
+    path = tmp_path / "model.tflite"
+    path.write_bytes(convert(model))
+    size = model.input_shape[1]
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, size, size, 3)).astype(np.float32)
+    difference = np.abs(TFLiteRunner(str(path))(pixels) - model.predict_on_batch(pixels))
+    assert difference.max() < 1e-4
+    keras.backend.clear_session()
+
+
+def test_exports_read_back_for_predict_and_evaluate(saved, trained_run, session_folder, tmp_path):
+    result, _ = saved
+    tflite = export_model(trained_run, "tflite", out=tmp_path, check_images=4).path
+    runner = CliRunner()
+    keras_report = json.loads(runner.invoke(cli, ["evaluate", str(trained_run),
+                                                  str(session_folder), "--json"]).output)
+    for exported in (result.path, tflite):
+        assert load_classifier(exported).class_names == ["blue", "green", "red"]
+        out = runner.invoke(cli, ["evaluate", str(exported), str(session_folder), "--json"])
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.output)["accuracy"] == pytest.approx(keras_report["accuracy"],
+                                                                    abs=0.03)
+        predicted = runner.invoke(cli, ["predict", str(exported), str(session_folder / "red"),
+                                        "--json"])
+        assert predicted.exit_code == 0 and len(json.loads(predicted.output)) == 16
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--format", "savedmodel", "--quantize", "int8"], "applies to tflite only"),
+    (["--format", "tflite", "--quantize", "int8"], "needs calibration images"),
+])
+def test_export_errors_are_clear(trained_run, tmp_path, args, message):
+    bare = tmp_path / "bare.keras"
+    bare.write_bytes((trained_run / "model.keras").read_bytes())
+    result = CliRunner().invoke(cli, ["export", str(bare), "--out", str(tmp_path / "o"), *args])
+    assert result.exit_code == 1 and message in result.output
+    assert not (tmp_path / "o" / "bare").exists() or not any((tmp_path / "o" / "bare").iterdir())
+
+
+def test_export_of_a_folder_without_a_model(tmp_path):
+    result = CliRunner().invoke(cli, ["export", str(tmp_path)])
+    assert result.exit_code == 1 and "not a finished kerastl run" in result.output
