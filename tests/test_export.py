@@ -162,3 +162,9 @@ def test_export_errors_are_clear(trained_run, tmp_path, args, message):
 def test_export_of_a_folder_without_a_model(tmp_path):
     result = CliRunner().invoke(cli, ["export", str(tmp_path)])
     assert result.exit_code == 1 and "not a finished kerastl run" in result.output
+
+
+def test_onnx_export_matches_keras(trained_run, tmp_path):
+    result = export_model(trained_run, "onnx", out=tmp_path, check_images=16)
+    assert result.path.suffix == ".onnx" and result.path.exists()
+    assert result.report["max_abs_diff"] < 1e-4 and result.report["top1_agreement"] == 1.0

@@ -194,8 +194,10 @@ def _export_onnx(source: ModelSource, model_dir: Path, name: str, version: int,
     path = model_dir / f"{name}-v{version}.onnx"
     tmp = path.with_name(f".{path.name}.tmp.onnx")
     model_dir.mkdir(parents=True, exist_ok=True)
+    model = source.classifier.keras_model
+    model(pixels[:1])  # Keras' ONNX export refuses a loaded model that was never called
     try:
-        source.classifier.keras_model.export(str(tmp), format="onnx", verbose=False)
+        model.export(str(tmp), format="onnx", verbose=False)
         tmp.replace(path)
     except Exception as exc:  # noqa: BLE001 - the converter fails in many ways
         raise KerastlError(f"ONNX export failed for this model: {str(exc).splitlines()[0]}") \
