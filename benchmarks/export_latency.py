@@ -103,7 +103,7 @@ def main() -> None:
     print(f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, "
           f"LiteRT threads {THREADS}")
     with tempfile.TemporaryDirectory() as tmp:
-        for backbone in args.backbones.split(","):
+        for backbone in filter(None, args.backbones.split(",")):
             rows = speed_rows(backbone, args.size, args.repeats, Path(tmp))
             float_row = next(r for r in rows if r["format"] == "tflite none")
             print(f"\n{backbone} at {args.size} px")

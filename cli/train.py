@@ -64,24 +64,42 @@ def training_options(command):
     return command
 
 
+def schedule_options(command):
+    """The backbone and its freeze-then-unfreeze schedule (finetune, multitask)."""
+    for option in reversed([
+        click.option("--backbone", type=BACKBONE_CHOICE, default=None,
+                     help="Registered backbone (see 'kerastl backbones') [default: "
+                          "mobilenetv3small, or the one in a --weights run]."),
+        click.option("--weights", default="imagenet",
+                     help="imagenet, none, a .weights.h5 file, or a 'kerastl pretrain' run "
+                          "directory."),
+        click.option("--frozen-epochs", type=click.IntRange(min=0), default=2,
+                     help="Phase 1: epochs with the backbone frozen (head only)."),
+        click.option("--finetune-epochs", type=click.IntRange(min=0), default=3,
+                     help="Phase 2: epochs with the top of the backbone unfrozen."),
+        click.option("--finetune-lr", type=float,
+                     help="Phase-2 learning rate [default: --lr / 10]."),
+        click.option("--unfreeze", default="all",
+                     help="What phase 2 unfreezes: all, N layers, a fraction (0.25), or "
+                          "Kblocks."),
+        click.option("--train-bn", is_flag=True,
+                     help="BatchNorm in unfrozen blocks trains (scale, offset, batch "
+                          "statistics)."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _default_backbone(options: dict) -> dict:
+    if options["backbone"] is None and options["weights"] in ("imagenet", "none"):
+        options["backbone"] = "mobilenetv3small"
+    return options
+
+
 @cli.command()
 @click.argument("data", required=False)
-@click.option("--backbone", type=BACKBONE_CHOICE, default=None,
-              help="Registered backbone (see 'kerastl backbones') [default: "
-                   "mobilenetv3small, or the one in a --weights run].")
-@click.option("--weights", default="imagenet",
-              help="imagenet, none, a .weights.h5 file, or a 'kerastl pretrain' run "
-                   "directory.")
+@schedule_options
 @data_options
-@click.option("--frozen-epochs", type=click.IntRange(min=0), default=2,
-              help="Phase 1: epochs with the backbone frozen (head only).")
-@click.option("--finetune-epochs", type=click.IntRange(min=0), default=3,
-              help="Phase 2: epochs with the top of the backbone unfrozen.")
-@click.option("--finetune-lr", type=float, help="Phase-2 learning rate [default: --lr / 10].")
-@click.option("--unfreeze", default="all",
-              help="What phase 2 unfreezes: all, N layers, a fraction (0.25), or Kblocks.")
-@click.option("--train-bn", is_flag=True,
-              help="BatchNorm in unfrozen blocks trains (scale, offset, batch statistics).")
 @training_options
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="Repeat a run from its config.json; options given here override it.")
@@ -105,10 +123,32 @@ def finetune(ctx: click.Context, data, config_path, **options) -> None:
     elif data is None:
         raise click.UsageError("give DATA, or --config to repeat an earlier run")
     else:
-        if options["backbone"] is None and options["weights"] in ("imagenet", "none"):
-            options["backbone"] = "mobilenetv3small"
-        config = FinetuneConfig(data=data, **options)
+        config = FinetuneConfig(data=data, **_default_backbone(options))
     config.verbose = ctx.obj["fit_verbose"]
+    _summarise(run_finetune(config))
+
+
+@cli.command()
+@click.argument("data")
+@click.option("--head", "heads", multiple=True, required=True,
+              help="An extra head: NAME=MAPPING_FILE[:LOSS_WEIGHT]; the file maps each class "
+                   "of DATA to the head's label (JSON object or CSV class,label). Repeatable.")
+@schedule_options
+@data_options
+@training_options
+@click.pass_context
+def multitask(ctx: click.Context, data, heads, **options) -> None:
+    """Train one shared backbone with DATA's classes and extra heads together.
+
+    \b
+    Example (clothes vs. footwear as a second head on Fashion-MNIST):
+      kerastl multitask sample --head group=groups.json:0.5 --backbone kerastl_small \\
+          --weights none --image-size 32
+    """
+    from kerastl.transfer.finetune import FinetuneConfig, run_finetune
+
+    config = FinetuneConfig(data=data, heads=list(heads), job="multitask",
+                            verbose=ctx.obj["fit_verbose"], **_default_backbone(options))
     _summarise(run_finetune(config))
 
 
@@ -185,8 +225,12 @@ def _summarise(result) -> None:
     for split in ("val", "test"):
         if split in result.metrics:
             m = result.metrics[split]
-            rows.append({"split": split, "images": m["n"], "accuracy": m["accuracy"],
-                         "top5": m.get("top5_accuracy"), "macro_f1": m["macro_f1"]})
+            rows.append({"split": split, "head": "class", "images": m["n"],
+                         "accuracy": m["accuracy"], "top5": m.get("top5_accuracy"),
+                         "macro_f1": m["macro_f1"]})
+            rows.extend({"split": split, "head": name, "images": h["n"],
+                         "accuracy": h["accuracy"], "top5": h.get("top5_accuracy"),
+                         "macro_f1": h["macro_f1"]} for name, h in m.get("heads", {}).items())
     click.echo()
     print_table(rows)
     click.echo(f"\nBest epoch {result.metrics['best_epoch']}; run directory: {result.run_dir}")

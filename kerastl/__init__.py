@@ -23,6 +23,7 @@ _LAZY = {
     "predict": "kerastl.inference",
     "load_classifier": "kerastl.inference",
     "quickstart": "kerastl.quickstart",
+    "multitask": "kerastl.transfer.finetune",
     "load_data": "kerastl.data",
     "KerastlError": "kerastl.errors",
     "QuickstartResult": "kerastl.quickstart",

@@ -15,6 +15,7 @@ from kerastl.data.sources import load_splits
 from kerastl.errors import DataError, RunDirError
 from kerastl.metrics import classification_report
 from kerastl.runs import LABELS_FILE, read_labels, resolve_model_file
+from kerastl.transfer.model import primary_output
 
 
 @dataclasses.dataclass
@@ -58,10 +59,11 @@ def _load_keras(path: Path) -> Classifier:
 
     model_file = resolve_model_file(path)
     model = keras.models.load_model(model_file)
-    names = _check_labels(read_labels(model_file), int(model.output_shape[-1]), model_file)
+    names = _check_labels(read_labels(model_file), int(primary_output(model.output).shape[-1]),
+                          model_file)
     size = (int(model.input_shape[1]), int(model.input_shape[2]))
-    return Classifier(lambda x: model.predict_on_batch(x), names, size, model_file, "keras",
-                      model)
+    return Classifier(lambda x: primary_output(model.predict_on_batch(x)), names, size,
+                      model_file, "keras", model)
 
 
 def _load_savedmodel(path: Path) -> Classifier:
@@ -112,6 +114,21 @@ def evaluate_imageset(classifier: Classifier, data: ImageSet, split: str,
     """The classification report of ``classifier`` on ``data``."""
     probabilities = classifier.probabilities(data.images, batch_size)
     return classification_report(data.labels, probabilities, data.class_names, split)
+
+
+def evaluate_heads(model, data: ImageSet, heads: list, split: str, batch_size: int = 64) -> dict:
+    """Report of a Keras model on ``data``: the primary head, plus ``heads`` per extra head."""
+    outputs = [model.predict_on_batch(data.images[i:i + batch_size].astype(np.float32))
+               for i in range(0, len(data), batch_size)]
+    if not heads:
+        return classification_report(data.labels, np.concatenate(outputs), data.class_names,
+                                     split)
+    merged = {key: np.concatenate([o[key] for o in outputs]) for key in outputs[0]}
+    report = classification_report(data.labels, merged["class"], data.class_names, split)
+    report["heads"] = {head.name: classification_report(
+        np.asarray(head.lookup)[data.labels], merged[head.name], list(head.class_names), split)
+        for head in heads}
+    return report
 
 
 def evaluate(model: str | Path, data: str, batch_size: int = 64,

@@ -30,7 +30,8 @@ def plot_history(rows: Sequence[dict], phase_starts: dict[str, int], path: Path)
     plt = _pyplot()
     epochs = [row["epoch"] + 1 for row in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    accuracy = "accuracy" if any("accuracy" in row for row in rows) else "class_accuracy"
+    for ax, metric in zip(axes, ("loss", accuracy)):
         for prefix, style in (("", "-"), ("val_", "--")):
             values = [row.get(prefix + metric) for row in rows]
             if any(v is not None for v in values):

@@ -23,6 +23,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 LOG_FILE = "run.log"
+HEADS_FILE = "heads.json"
 
 
 def default_run_name(job: str, backbone: str) -> str:

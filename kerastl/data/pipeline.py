@@ -33,14 +33,18 @@ def augmentation_layers(preset: str, seed: int) -> list:
 
 def make_dataset(data: ImageSet, batch_size: int, *, training: bool = False, seed: int = 0,
                  augment: str = "none", mixup: bool = False, cutmix: bool = False,
-                 one_hot: bool = False):
+                 one_hot: bool = False, label_maps: dict | None = None):
     """A batched, prefetched ``tf.data.Dataset`` of (float32 images 0-255, labels).
 
     With ``training`` the data is reshuffled each epoch and augmented. Labels are
     class indices, or one-hot with ``one_hot`` (which ``mixup`` and ``cutmix`` need).
+    With ``label_maps`` ({head: lookup array over the classes}) labels become a
+    dict: the class index under ``"class"`` and each head's label under its name.
     """
     if (mixup or cutmix) and not one_hot:
         raise ValueError("mixup and cutmix mix labels: pass one_hot=True")
+    if label_maps and (mixup or cutmix or one_hot):
+        raise KerastlError("multi-task heads take class indices: no --mixup or --cutmix")
     tf = tensorflow()
     images_in_memory = tf.constant(data.images)
     labels_in_memory = tf.constant(data.labels)
@@ -63,6 +67,9 @@ def make_dataset(data: ImageSet, batch_size: int, *, training: bool = False, see
             for mixer in mixers:
                 mixed = mixer({"images": images, "labels": labels}, training=True)
                 images, labels = mixed["images"], mixed["labels"]
+        if label_maps:
+            labels = {"class": labels, **{name: tf.gather(tf.constant(lookup), labels)
+                                          for name, lookup in label_maps.items()}}
         return images, labels
 
     dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kerastl._tf import tensorflow
 from kerastl.data.images import MAX_PIXELS
+from kerastl.transfer.model import primary_output
 
 SERVING_INPUT = "images"
 PIXELS_INPUT = "pixels"
@@ -67,7 +68,7 @@ def build_archive(model, class_names: list[str], top_k: int = 5, max_pixels: int
     names = list(class_names)
 
     def outputs(pixels):
-        probabilities = model(pixels, training=False)
+        probabilities = primary_output(model(pixels, training=False))
         top = tf.math.top_k(probabilities, k=k)
         return {"probabilities": probabilities, "classes": top.indices,
                 "labels": tf.gather(tf.constant(names), top.indices)}

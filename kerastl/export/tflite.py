@@ -14,6 +14,7 @@ import numpy as np
 
 from kerastl._tf import tensorflow
 from kerastl.errors import KerastlError
+from kerastl.transfer.model import primary_output
 
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 
@@ -41,7 +42,8 @@ def convert(model, quantize: str = "none",
     with tempfile.TemporaryDirectory() as folder:
         archive = keras.export.ExportArchive()
         archive.track(model)
-        archive.add_endpoint("serve", lambda pixels: model(pixels, training=False),
+        archive.add_endpoint("serve",
+                             lambda pixels: primary_output(model(pixels, training=False)),
                              input_signature=[tf.TensorSpec([None, height, width, 3],
                                                             tf.float32, name="pixels")])
         archive.write_out(folder, verbose=False)

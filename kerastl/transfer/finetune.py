@@ -17,9 +17,10 @@ from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, layer_groups
 from kerastl.data import DataBundle, ImageSet, load_data, parse_classes
 from kerastl.data.pipeline import make_dataset
 from kerastl.report import plot_confusion, plot_history
-from kerastl.runs import CONFIG_FILE, LABELS_FILE, METRICS_FILE, MODEL_FILE, RunDir, \
-    default_run_name
+from kerastl.runs import CONFIG_FILE, HEADS_FILE, LABELS_FILE, METRICS_FILE, MODEL_FILE, \
+    RunDir, default_run_name
 from kerastl.transfer.callbacks import BestModelSaver, HistoryWriter, StopOnNaN
+from kerastl.transfer.heads import PRIMARY, Head, lookups, make_head, parse_head
 from kerastl.transfer.feature_cache import can_cache_features, features_of, split_at_features
 from kerastl.transfer.model import ResolvedBackbone, build_classifier, resolve_backbone
 from kerastl.transfer.schedule import Phase, apply_phase, plan_phases
@@ -61,6 +62,7 @@ class FinetuneConfig:
     seed: int = 0
     jit_compile: bool = False
     feature_cache: bool = True
+    heads: list[str] | None = None
     runs_dir: str = "runs"
     name: str | None = None
     overwrite: bool = False
@@ -102,6 +104,16 @@ def finetune(data: str, **settings) -> FinetuneResult:
     return run_finetune(FinetuneConfig(data=data, **settings))
 
 
+def multitask(data: str, heads: list[str], **settings) -> FinetuneResult:
+    """Train one shared backbone with the data's classes and extra ``heads`` together.
+
+    Each head is ``"NAME=MAPPING_FILE[:LOSS_WEIGHT]"``; the mapping file maps every
+    class of ``data`` to the head's label (JSON object or two-column CSV).
+    """
+    settings.setdefault("job", "multitask")
+    return run_finetune(FinetuneConfig(data=data, heads=list(heads), **settings))
+
+
 def pretrain(data: str, **settings) -> FinetuneResult:
     """Train a backbone from scratch (temporary head) and keep it as ``backbone.keras``."""
     settings.setdefault("weights", "none")
@@ -141,13 +153,19 @@ def _train(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundl
         log.info("--weights none: nothing to transfer, so every layer trains from the start "
                  "(%d epochs, BatchNorm momentum %s)", phases[0].epochs, backbone.meta.bn_momentum)
     _log_data(bundle)
+    heads = [make_head(*parse_head(option), bundle.class_names) for option in config.heads or []]
     model = build_classifier(backbone, bundle.num_classes, dropout=config.dropout,
-                             train_bn=any(p.train_bn for p in phases))
-    run.write_json(CONFIG_FILE, _config_record(config, backbone, bundle, phases))
+                             train_bn=any(p.train_bn for p in phases),
+                             extra_heads={h.name: len(h.class_names) for h in heads})
+    run.write_json(CONFIG_FILE, _config_record(config, backbone, bundle, phases, heads))
     run.write_text(LABELS_FILE, "\n".join(bundle.class_names) + "\n")
+    if heads:
+        run.write_json(HEADS_FILE, {PRIMARY: bundle.class_names,
+                                    **{h.name: list(h.class_names) for h in heads}})
 
-    history, best = HistoryWriter(run), BestModelSaver(run, model)
-    trainer = PhaseTrainer(config, model, backbone, bundle, run, history, best)
+    monitor = f"val_{PRIMARY}_accuracy" if heads else "val_accuracy"
+    history, best = HistoryWriter(run), BestModelSaver(run, model, monitor)
+    trainer = PhaseTrainer(config, model, backbone, bundle, run, history, best, heads)
     phase_starts: dict[str, int] = {}
     started = time.perf_counter()
     for phase in phases:
@@ -156,7 +174,7 @@ def _train(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundl
     elapsed = time.perf_counter() - started
 
     best_model = keras.models.load_model(run / MODEL_FILE)
-    metrics = _evaluate_splits(best_model, bundle, config.batch_size)
+    metrics = _evaluate_splits(best_model, bundle, config.batch_size, heads)
     metrics["best_epoch"] = (best.best_epoch or 0) + 1
     metrics["train_seconds"] = round(elapsed, 1)
     run.write_json(METRICS_FILE, metrics)
@@ -170,9 +188,11 @@ class PhaseTrainer:
     """Fits one phase after another on the same classifier and callbacks."""
 
     def __init__(self, config: FinetuneConfig, model, backbone: ResolvedBackbone,
-                 bundle: DataBundle, run: RunDir, history: HistoryWriter, best: BestModelSaver):
+                 bundle: DataBundle, run: RunDir, history: HistoryWriter, best: BestModelSaver,
+                 heads: list[Head] | None = None):
         self.config, self.model, self.backbone, self.bundle = config, model, backbone, bundle
         self.run, self.history, self.best = run, history, best
+        self.heads = heads or []
         self.groups = layer_groups(backbone.model, backbone.spec)
         self.one_hot = config.mixup or config.cutmix
         self._image_data = None
@@ -181,7 +201,7 @@ class PhaseTrainer:
         import keras
 
         opened = apply_phase(self.backbone.model, self.groups, phase)
-        cached = self.config.feature_cache and can_cache_features(
+        cached = self.config.feature_cache and not self.heads and can_cache_features(
             bool(opened), self.config.augment, self.one_hot, phase.train_bn)
         fit_model, train_ds, val_ds = self._features_and_head() if cached else \
             (self.model, *self._image_datasets())
@@ -189,27 +209,42 @@ class PhaseTrainer:
         log.info("phase %s: %d epoch(s) at lr %.2g, %d backbone layer(s) unfrozen, %s trainable "
                  "parameters%s", phase.name, phase.epochs, phase.learning_rate, len(opened),
                  f"{trainable:,}", " (head on cached features)" if cached else "")
-        loss = (keras.losses.CategoricalCrossentropy() if self.one_hot
-                else keras.losses.SparseCategoricalCrossentropy())
-        fit_model.compile(optimizer=keras.optimizers.Adam(phase.learning_rate), loss=loss,
-                          metrics=["accuracy"], jit_compile=self.config.jit_compile,
-                          steps_per_execution=self._steps_per_execution())
+        fit_model.compile(optimizer=keras.optimizers.Adam(phase.learning_rate),
+                          jit_compile=self.config.jit_compile,
+                          steps_per_execution=self._steps_per_execution(), **self._objectives())
         self.history.phase = phase.name
         start = len(self.history.rows)
         callbacks = [self.best, self.history, StopOnNaN(),
-                     keras.callbacks.EarlyStopping("val_accuracy", patience=self.config.patience),
+                     keras.callbacks.EarlyStopping(self.best.monitor, mode="max",
+                                                   patience=self.config.patience),
                      keras.callbacks.TensorBoard(str(self.run / "logs"), write_graph=False)]
         fit_model.fit(train_ds, validation_data=val_ds, initial_epoch=start,
                       epochs=start + phase.epochs, callbacks=callbacks,
                       verbose=_fit_verbosity(self.config.verbose))
 
+    def _objectives(self) -> dict:
+        """Loss, loss weights and metrics: one head, or one of each per head."""
+        import keras
+
+        if not self.heads:
+            loss = (keras.losses.CategoricalCrossentropy() if self.one_hot
+                    else keras.losses.SparseCategoricalCrossentropy())
+            return {"loss": loss, "metrics": ["accuracy"]}
+        names = [PRIMARY] + [h.name for h in self.heads]
+        weights = [1.0] + [h.weight for h in self.heads]
+        return {"loss": {n: keras.losses.SparseCategoricalCrossentropy() for n in names},
+                "loss_weights": dict(zip(names, weights)),
+                "metrics": {n: ["accuracy"] for n in names}}
+
     def _image_datasets(self):
         if self._image_data is None:
             config = self.config
+            maps = lookups(self.heads) if self.heads else None
             train = make_dataset(self.bundle.train, config.batch_size, training=True,
                                  seed=config.seed, augment=config.augment, mixup=config.mixup,
-                                 cutmix=config.cutmix, one_hot=self.one_hot)
-            val = make_dataset(self.bundle.val, config.batch_size, one_hot=self.one_hot)
+                                 cutmix=config.cutmix, one_hot=self.one_hot, label_maps=maps)
+            val = make_dataset(self.bundle.val, config.batch_size, one_hot=self.one_hot,
+                               label_maps=maps)
             self._image_data = (train, val)
         return self._image_data
 
@@ -234,12 +269,12 @@ def _fit_verbosity(verbose: int | None) -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
-def _evaluate_splits(model, bundle: DataBundle, batch_size: int) -> dict:
-    from kerastl.inference import Classifier, evaluate_imageset
+def _evaluate_splits(model, bundle: DataBundle, batch_size: int,
+                     heads: list[Head] | None = None) -> dict:
+    """Reports per split; with extra heads, the primary's figures plus ``heads`` per head."""
+    from kerastl.inference import evaluate_heads
 
-    classifier = Classifier(lambda x: model.predict_on_batch(x), bundle.class_names,
-                            bundle.train.images.shape[1:3], Path(), "keras", model)
-    return {split: evaluate_imageset(classifier, data, split, batch_size)
+    return {split: evaluate_heads(model, data, heads or [], split, batch_size)
             for split, data in (("val", bundle.val), ("test", bundle.test))
             if data is not None and len(data)}
 
@@ -265,13 +300,14 @@ def _log_data(bundle: DataBundle) -> None:
 
 
 def _config_record(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
-                   phases: list[Phase]) -> dict:
+                   phases: list[Phase], heads: list[Head]) -> dict:
     import keras
 
     tf = tensorflow()
     return {"job": config.job, "settings": dataclasses.asdict(config),
             "seed": config.seed, "backbone": dataclasses.asdict(backbone.meta),
             "phases": [dataclasses.asdict(p) for p in phases], "data": bundle.describe(),
+            "heads": [h.as_dict() for h in heads],
             "versions": {"kerastl": __version__, "tensorflow": tf.__version__,
                          "keras": keras.__version__, "numpy": np.__version__,
                          "python": platform.python_version()}}

@@ -88,8 +88,12 @@ def _load_saved_backbone(path: Path, name: str | None, image_size: int | None,
 
 
 def build_classifier(backbone: ResolvedBackbone, num_classes: int, *, dropout: float = 0.2,
-                     train_bn: bool = False):
+                     train_bn: bool = False, extra_heads: dict[str, int] | None = None):
     """``image (0-255) -> Preprocess -> backbone -> pooling -> dropout -> softmax``.
+
+    With ``extra_heads`` ({name: classes}) the outputs are a dict: the primary
+    softmax under ``"class"`` and one softmax per extra head, all on the same
+    pooled features (one shared backbone).
 
     Unless BatchNorm is to train, the backbone is called with ``training=False``,
     so its BatchNorm keeps its moving statistics and any dropout or drop-connect
@@ -107,4 +111,13 @@ def build_classifier(backbone: ResolvedBackbone, num_classes: int, *, dropout: f
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
                                  name="predictions")(x)
+    if extra_heads:
+        outputs = {"class": outputs, **{
+            name: keras.layers.Dense(n, activation="softmax", dtype="float32", name=name)(x)
+            for name, n in extra_heads.items()}}
     return keras.Model(inputs, outputs, name=f"{backbone.meta.name}_classifier")
+
+
+def primary_output(outputs):
+    """The primary head's probabilities, whether a model has one output or a dict of heads."""
+    return outputs["class"] if isinstance(outputs, dict) else outputs
