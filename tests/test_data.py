@@ -62,7 +62,8 @@ def test_pre_split_without_val_carves_it_from_train(tmp_path):
 def test_classes_and_per_class(image_folder):
     bundle = load_data(str(image_folder), 8, classes=["red", "0"], per_class=5, seed=1)
     assert bundle.class_names == ["red", "blue"]
-    assert bundle.train.counts() == {"red": 5, "blue": 5}
+    assert bundle.train.counts() == {"red": 4, "blue": 4}  # validation comes from the 5 labels
+    assert bundle.val.counts() == {"red": 1, "blue": 1}
     red_mean = bundle.train.images[bundle.train.labels == 0][..., 0].mean()
     assert red_mean > 150  # label 0 now means red
 
@@ -114,3 +115,12 @@ def test_fashion_mnist_from_debian(fashion_available):
 def test_colour_fixture_is_what_the_tests_think(tmp_path):
     pixels = np.asarray(make_image(COLOURS["green"], 0))
     assert pixels[..., 1].mean() > pixels[..., 0].mean()
+
+
+def test_few_shot_selection_is_exact_and_reproducible():
+    first = load_data("sample", 8, classes="5-9", per_class=10, seed=7)
+    again = load_data("sample", 8, classes="5-9", per_class=10, seed=7)
+    other = load_data("sample", 8, classes="5-9", per_class=10, seed=8)
+    assert set(first.train.counts().values()) == {8} and set(first.val.counts().values()) == {2}
+    assert first.fingerprint() == again.fingerprint() != other.fingerprint()
+    assert set(first.test.counts().values()) == {100}  # the test split is never cut

@@ -59,8 +59,11 @@ def load_data(spec: str, image_size: int | tuple[int, int], *, val_fraction: flo
             has no validation split of its own.
         seed: seeds the split and the few-shot sample.
         classes: keep only these classes (names or indices), in this order.
-        per_class: keep at most this many training images per class (few-shot);
-            validation and test are not cut.
+        per_class: few-shot: keep at most this many labelled images per class of
+            the training split, chosen with ``seed``. Where the source has no
+            validation split, validation is carved from these same images
+            (``val_fraction`` of them, at least one per class), so that model
+            selection sees only the few labels; a test split is never cut.
     """
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     skipped = SkippedFiles()
@@ -72,11 +75,11 @@ def load_data(spec: str, image_size: int | tuple[int, int], *, val_fraction: flo
         splits = {name: part.select_classes(classes) for name, part in splits.items()}
     train = splits["train"]
     _check_classes(spec, train)
+    if per_class:
+        train = sample_per_class(train, per_class, seed)
     val = splits.get("val")
     if val is None:
         train, val = stratified_split(train, val_fraction, seed)
-    if per_class:
-        train = sample_per_class(train, per_class, seed)
     return DataBundle(spec=str(spec), train=train, val=val, test=splits.get("test"),
                       skipped=skipped)
 

@@ -1,0 +1,87 @@
+"""How much transfer buys: pretrain on Fashion-MNIST classes 0-4, finetune on 5-9 with few labels.
+
+Source: the full training split of classes 0-4 (30,000 images; 5% held out for
+validation), trained from scratch with ``kerastl pretrain`` (BatchNorm momentum 0.9).
+Target: classes 5-9 with 10, 50 and 100 labels per class, drawn with each seed;
+validation for model selection is carved from those labels (``--val-fraction`` of
+them: at 10 labels, 2 per class validate and 8 train), never from the test split.
+Test: the full test split of classes 5-9 (5,000 images). Baseline: the same
+architecture from scratch with the same epochs, rates and data.
+
+    python benchmarks/transfer_gain.py [--backbone mobilenetv3small] [--seeds 0,1,2]
+
+Needs Fashion-MNIST (``apt-get install dataset-fashion-mnist``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import kerastl  # noqa: E402
+
+
+def schedule(args) -> dict:
+    return dict(frozen_epochs=args.frozen_epochs, finetune_epochs=args.finetune_epochs,
+                lr=args.lr, finetune_lr=args.finetune_lr, batch_size=args.batch_size,
+                image_size=args.image_size, val_fraction=args.val_fraction, verbose=0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="mobilenetv3small")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--labels", default="10,50,100")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--pretrain-epochs", type=int, default=5)
+    parser.add_argument("--frozen-epochs", type=int, default=10)
+    parser.add_argument("--finetune-epochs", type=int, default=20)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--finetune-lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    args = parser.parse_args()
+    started = time.time()
+    with tempfile.TemporaryDirectory() as runs:
+        source = kerastl.pretrain("fashion_mnist", classes="0-4", backbone=args.backbone,
+                                  image_size=args.image_size, finetune_epochs=args.pretrain_epochs,
+                                  val_fraction=0.05, runs_dir=runs, name="source", verbose=0)
+        print(f"source: {args.backbone} at {args.image_size} px, {args.pretrain_epochs} epochs, "
+              f"test accuracy on classes 0-4 {source.metrics['test']['accuracy']:.3f}",
+              flush=True)
+        rows = []
+        for labels in map(int, args.labels.split(",")):
+            scores = {"transfer": [], "scratch": []}
+            for seed in map(int, args.seeds.split(",")):
+                common = dict(classes="5-9", per_class=labels, seed=seed, runs_dir=runs,
+                              **schedule(args))
+                transfer = kerastl.finetune("fashion_mnist", weights=str(source.run_dir),
+                                            backbone=None, name=f"t{labels}-{seed}", **common)
+                scratch = kerastl.finetune("fashion_mnist", backbone=args.backbone,
+                                           weights="none", name=f"s{labels}-{seed}", **common)
+                scores["transfer"].append(transfer.metrics["test"]["accuracy"])
+                scores["scratch"].append(scratch.metrics["test"]["accuracy"])
+                print(f"  {labels} labels/class, seed {seed}: transfer "
+                      f"{scores['transfer'][-1]:.3f}, scratch {scores['scratch'][-1]:.3f}",
+                      flush=True)
+            rows.append((labels, scores))
+    print(f"\n{'labels/class':>12} {'transfer':>15} {'scratch':>15} {'gain (points)':>14}")
+    for labels, scores in rows:
+        t, s = scores["transfer"], scores["scratch"]
+        gain = 100 * (statistics.mean(t) - statistics.mean(s))
+        print(f"{labels:>12} {_mean_std(t):>15} {_mean_std(s):>15} {gain:>+14.1f}")
+    print(f"\nschedule: {schedule(args)}; total {time.time() - started:.0f} s")
+
+
+def _mean_std(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f}±{spread:.3f}"
+
+
+if __name__ == "__main__":
+    main()
