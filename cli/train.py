@@ -53,6 +53,8 @@ def training_options(command):
                      "the split and augmentation."),
         click.option("--jit-compile/--no-jit-compile", default=False,
                      help="XLA compilation (faster per step, slower to start)."),
+        click.option("--deterministic/--no-deterministic", default=True,
+                     help="TensorFlow op determinism: the same seed repeats a run exactly."),
         click.option("--feature-cache/--no-feature-cache", default=True,
                      help="Frozen phase without augmentation: compute backbone features "
                           "once and train the head on them."),

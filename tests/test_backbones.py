@@ -1,4 +1,4 @@
-"""The backbone registry: every entry builds, its layer groups cover it, preprocessing matches Keras."""
+"""The backbone registry: each entry builds, its groups cover it, preprocessing matches Keras."""
 
 import keras
 import numpy as np

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -21,8 +20,10 @@ def invoke(*args):
 
 def test_help_does_not_import_tensorflow():
     code = ("import sys; from kerastl_cli.main import cli; "
-            "from click.testing import CliRunner; r = CliRunner().invoke(cli, ['finetune', '--help']);"
-            "assert r.exit_code == 0, r.output; assert '--frozen-epochs' in r.output;"
+            "from click.testing import CliRunner;"
+            "r = CliRunner().invoke(cli, ['finetune', '--help']);"
+            "assert r.exit_code == 0, r.output;"
+            "assert '--frozen-epochs' in r.output;"
             "print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -79,6 +80,8 @@ def test_config_repeats_the_run(cli_run):
     assert again["data"]["fingerprint"] == first["data"]["fingerprint"]
     assert {k: v for k, v in again["settings"].items() if k != "name"} == \
         {k: v for k, v in first["settings"].items() if k != "name"}
+    # op determinism: the same seed repeats the run exactly
+    assert (run.parent / "again" / "history.csv").read_text() == (run / "history.csv").read_text()
 
 
 def test_evaluate_reads_the_run_back(cli_run, session_folder):

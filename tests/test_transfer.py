@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -69,7 +68,39 @@ def test_quickstart_transfer_beats_scratch(tmp_path):
 def test_learning_on_fashion_mnist_is_well_above_chance(fashion_available, tmp_path):
     result = kerastl.finetune("fashion_mnist", backbone="kerastl_small", weights="none",
                               image_size=32, per_class=100, frozen_epochs=0, finetune_epochs=4,
-                              augment="none", val_fraction=0.02, runs_dir=str(tmp_path), name="fm", verbose=0)
+                              augment="none", val_fraction=0.02, runs_dir=str(tmp_path),
+                              name="fm", verbose=0)
     assert result.metrics["test"]["n"] == 10000
     assert result.metrics["test"]["accuracy"] > 0.6  # chance is 0.1
     assert "top5_accuracy" in result.metrics["test"]
+
+
+def test_handoff_carries_the_pretrained_weights(pretrained, tmp_path):
+    """A frozen-only finetune keeps the backbone exactly as pretrained."""
+    import keras
+    import numpy as np
+
+    result = kerastl.finetune("sample", weights=str(pretrained), backbone=None, classes="5-9",
+                              per_class=4, frozen_epochs=1, finetune_epochs=0,
+                              runs_dir=str(tmp_path), name="handoff", verbose=0)
+    source = keras.models.load_model(pretrained / "backbone.keras")
+    tuned = result.model.get_layer("backbone")
+    assert len(source.weights) == len(tuned.weights)
+    for a, b in zip(source.weights, tuned.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_from_scratch_runs_get_bn_momentum_0_9_unless_told(tmp_path, session_folder):
+    """Keras builds MobileNetV3 with momentum 0.999, too slow to converge in short runs."""
+    import keras
+
+    def momenta(**options):
+        result = kerastl.finetune(str(session_folder), backbone="mobilenetv3small",
+                                  weights="none", image_size=32, frozen_epochs=0,
+                                  finetune_epochs=1, batch_size=16,
+                                  runs_dir=str(tmp_path), verbose=0, **options)
+        return {layer.momentum for layer in result.model.get_layer("backbone").layers
+                if isinstance(layer, keras.layers.BatchNormalization)}
+
+    assert momenta(name="default") == {0.9}
+    assert momenta(name="told", bn_momentum=0.75) == {0.75}

@@ -15,12 +15,11 @@ from kerastl._tf import tensorflow
 from kerastl.data import ImageSet, load_data
 from kerastl.data.sources import load_splits
 from kerastl.errors import KerastlError
-from kerastl.export.layout import (choose_version, staged_folder, write_bytes_atomically,
-                                   write_labels)
+from kerastl.export.layout import choose_version, staged_folder, write_labels
 from kerastl.export.parity import parity_report
 from kerastl.export.tflite import QUANTIZATIONS, convert
 from kerastl.inference import Classifier, load_classifier
-from kerastl.runs import CONFIG_FILE, METRICS_FILE, atomic_write_text
+from kerastl.runs import CONFIG_FILE, METRICS_FILE, atomic_write, atomic_write_text
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 REPORT_FILE = "export_report.json"
@@ -176,11 +175,11 @@ def _export_tflite(source: ModelSource, model_dir: Path, name: str, version: int
                            "at hand, so pass --data")
     flatbuffer = convert(source.classifier.keras_model, quantize, representative, int8_io)
     suffix = "" if quantize == "none" else f"-{quantize}"
-    path = write_bytes_atomically(model_dir / f"{name}-v{version}{suffix}.tflite", flatbuffer)
+    path = atomic_write(model_dir / f"{name}-v{version}{suffix}.tflite", flatbuffer)
     report = parity_report(source.classifier.predict_batch, TFLiteRunner(str(path)), pixels,
                            path, checked_on)
     write_labels(model_dir, source.classifier.class_names)
-    _write_report(path.with_name(path.stem + ".export_report.json"), source, version, "tflite", quantize, report)
+    _write_report(_report_path(path), source, version, "tflite", quantize, report)
     return path, report
 
 
@@ -210,7 +209,7 @@ def _export_onnx(source: ModelSource, model_dir: Path, name: str, version: int,
                            lambda x: session.run(None, {input_name: x})[0], pixels, path,
                            checked_on)
     write_labels(model_dir, source.classifier.class_names)
-    _write_report(path.with_name(path.stem + ".export_report.json"), source, version, "onnx", "none", report)
+    _write_report(_report_path(path), source, version, "onnx", "none", report)
     return path, report
 
 
@@ -220,6 +219,11 @@ def _write_sidecars(folder: Path, source: ModelSource, version: int, format: str
     atomic_write_text(folder / "model_card.json",
                       json.dumps(source.model_card(version, format, quantize), indent=2) + "\n")
     atomic_write_text(folder / REPORT_FILE, json.dumps(report, indent=2) + "\n")
+
+
+def _report_path(artifact: Path) -> Path:
+    """``NAME-v3-int8.tflite`` -> ``NAME-v3-int8.export_report.json`` beside it."""
+    return artifact.with_name(artifact.stem + ".export_report.json")
 
 
 def _write_report(path: Path, source: ModelSource, version: int, format: str, quantize: str,

@@ -58,16 +58,5 @@ def staged_folder(final: Path):
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def write_bytes_atomically(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def write_labels(folder: Path, class_names: list[str]) -> Path:
     return atomic_write_text(folder / "labels.txt", "\n".join(class_names) + "\n")

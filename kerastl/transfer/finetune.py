@@ -14,7 +14,7 @@ import numpy as np
 from kerastl import __version__
 from kerastl._tf import tensorflow
 from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, layer_groups
-from kerastl.data import DataBundle, ImageSet, load_data, parse_classes
+from kerastl.data import DataBundle, load_data, parse_classes
 from kerastl.data.pipeline import make_dataset
 from kerastl.report import plot_confusion, plot_history
 from kerastl.runs import CONFIG_FILE, HEADS_FILE, LABELS_FILE, METRICS_FILE, MODEL_FILE, \
@@ -37,6 +37,8 @@ class FinetuneConfig:
     kept frozen, light augmentation, 20% of each class held out for validation.
     With ``augment="none"`` the frozen phase trains the head on backbone features
     computed once (``feature_cache``; same model, fewer forward passes).
+    ``deterministic`` turns on TensorFlow's op determinism, so that a seed repeats
+    a run exactly (on the same machine); it cannot be turned off again in the process.
     """
 
     data: str
@@ -61,6 +63,7 @@ class FinetuneConfig:
     patience: int = 5
     seed: int = 0
     jit_compile: bool = False
+    deterministic: bool = True
     feature_cache: bool = True
     heads: list[str] | None = None
     runs_dir: str = "runs"
@@ -123,9 +126,11 @@ def pretrain(data: str, **settings) -> FinetuneResult:
 
 def run_finetune(config: FinetuneConfig) -> FinetuneResult:
     """Run the whole job described by ``config`` and write its run directory."""
-    tensorflow()
+    tf = tensorflow()
     import keras
 
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
     backbone = resolve_backbone(config.backbone, config.weights, config.image_size,
                                 config.bn_momentum)
