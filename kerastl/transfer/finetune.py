@@ -23,7 +23,7 @@ from kerastl.transfer.callbacks import BestModelSaver, HistoryWriter, StopOnNaN
 from kerastl.transfer.heads import PRIMARY, Head, lookups, make_head, parse_head
 from kerastl.transfer.feature_cache import can_cache_features, features_of, split_at_features
 from kerastl.transfer.model import ResolvedBackbone, build_classifier, resolve_backbone
-from kerastl.transfer.schedule import Phase, apply_phase, plan_phases
+from kerastl.transfer.schedule import Phase, apply_phase, parse_unfreeze, plan_phases
 
 log = logging.getLogger("kerastl")
 
@@ -74,6 +74,7 @@ class FinetuneConfig:
     verbose: int | None = None
 
     def __post_init__(self):
+        parse_unfreeze(self.unfreeze)  # a bad spec fails before any work
         self.classes = parse_classes(self.classes)
         self.data = str(self.data)
         self.weights = None if self.weights in (None, "none") else str(self.weights)
@@ -89,11 +90,6 @@ class FinetuneResult:
     history: list[dict]
     config: FinetuneConfig
     data: DataBundle
-
-    def headline(self) -> dict:
-        """The figure a run is judged by: test accuracy where there is a test split."""
-        split = "test" if "test" in self.metrics else "val"
-        return {"split": split, "accuracy": self.metrics[split]["accuracy"]}
 
 
 def finetune(data: str, **settings) -> FinetuneResult:
@@ -136,18 +132,19 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
                                 config.bn_momentum)
     bundle = load_data(config.data, backbone.meta.image_size, val_fraction=config.val_fraction,
                        seed=config.seed, classes=config.classes, per_class=config.per_class)
+    heads = [make_head(*parse_head(option), bundle.class_names) for option in config.heads or []]
     run = RunDir.create(Path(config.runs_dir) / (config.name or default_run_name(
         config.job, backbone.meta.name)), overwrite=config.overwrite)
     handler = run.attach_log(log)
     try:
-        return _train(config, backbone, bundle, run)
+        return _train(config, backbone, bundle, heads, run)
     finally:
         log.removeHandler(handler)
         handler.close()
 
 
 def _train(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
-           run: RunDir) -> FinetuneResult:
+           heads: list[Head], run: RunDir) -> FinetuneResult:
     import keras
 
     phases = plan_phases(transfer=backbone.transferred, frozen_epochs=config.frozen_epochs,
@@ -158,7 +155,6 @@ def _train(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundl
         log.info("--weights none: nothing to transfer, so every layer trains from the start "
                  "(%d epochs, BatchNorm momentum %s)", phases[0].epochs, backbone.meta.bn_momentum)
     _log_data(bundle)
-    heads = [make_head(*parse_head(option), bundle.class_names) for option in config.heads or []]
     model = build_classifier(backbone, bundle.num_classes, dropout=config.dropout,
                              train_bn=any(p.train_bn for p in phases),
                              extra_heads={h.name: len(h.class_names) for h in heads})
