@@ -20,7 +20,7 @@ def tensorflow():
     quiet_tensorflow()
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    with _stderr_silenced():
+    with silenced_stderr():
         import tensorflow as tf
         import keras  # noqa: F401 - its import also logs through absl
 
@@ -37,7 +37,7 @@ def tensorflow():
 
 
 @contextlib.contextmanager
-def _stderr_silenced():
+def silenced_stderr():
     """Hide what native code prints to fd 2 while TensorFlow loads.
 
     XLA's CUDA probe logs "Could not find cuda drivers" before absl's logging is

@@ -57,3 +57,41 @@ def test_feature_cache_trains_the_same_head_as_the_full_model(tmp_path, caplog, 
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4)
     assert cached.metrics["test"]["accuracy"] == pytest.approx(full.metrics["test"]["accuracy"],
                                                                abs=0.01)
+
+
+def test_balanced_class_weights_equalise_classes():
+    import numpy as np
+
+    from kerastl.transfer.finetune import balanced_class_weights
+
+    weights = balanced_class_weights(np.array([0, 0, 0, 1]), 2)
+    assert weights == {0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
+    assert 3 * weights[0] == pytest.approx(1 * weights[1])
+
+
+def test_weight_decay_uses_adamw():
+    import keras
+
+    from kerastl.transfer.finetune import make_optimizer
+
+    assert isinstance(make_optimizer(1e-3, 0.01), keras.optimizers.AdamW)
+    assert type(make_optimizer(1e-3)) is keras.optimizers.Adam
+
+
+def test_label_smoothing_class_weight_and_decay_train(session_folder, tmp_path):
+    import json
+
+    result = kerastl.finetune("sample", weights=str(SAMPLE_BACKBONE_DIR), backbone=None,
+                              classes="5-9", per_class=6, label_smoothing=0.1,
+                              class_weight="balanced", weight_decay=1e-4, augment="none",
+                              runs_dir=str(tmp_path), name="extras", **TINY)
+    settings = json.loads((result.run_dir / "config.json").read_text())["settings"]
+    assert (settings["label_smoothing"], settings["class_weight"]) == (0.1, "balanced")
+    assert all(row["loss"] > 0 for row in result.history)
+
+
+def test_multitask_refuses_label_mixing(tmp_path):
+    from kerastl.errors import KerastlError
+
+    with pytest.raises(KerastlError, match="multi-task runs take plain class labels"):
+        kerastl.multitask("sample", heads=["g=x.json"], label_smoothing=0.1)

@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from kerastl._tf import tensorflow
+from kerastl._tf import silenced_stderr, tensorflow
 from kerastl.errors import KerastlError
 from kerastl.transfer.model import primary_output
 
@@ -98,7 +98,8 @@ class TFLiteRunner:
         if self._batch != len(pixels):
             self.interpreter.resize_tensor_input(self.input["index"],
                                                  [len(pixels), *self.input["shape"][1:]])
-            self.interpreter.allocate_tensors()
+            with silenced_stderr():  # LiteRT announces its XNNPACK delegate on stderr
+                self.interpreter.allocate_tensors()
             self._batch = len(pixels)
         self.interpreter.set_tensor(self.input["index"], self._quantize_input(pixels))
         self.interpreter.invoke()

@@ -16,6 +16,7 @@ from kerastl._tf import tensorflow
 from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, layer_groups
 from kerastl.data import DataBundle, load_data, parse_classes
 from kerastl.data.pipeline import make_dataset
+from kerastl.errors import KerastlError
 from kerastl.report import plot_confusion, plot_history
 from kerastl.runs import CONFIG_FILE, HEADS_FILE, LABELS_FILE, METRICS_FILE, MODEL_FILE, \
     RunDir, default_run_name
@@ -60,6 +61,9 @@ class FinetuneConfig:
     augment: str = "light"
     mixup: bool = False
     cutmix: bool = False
+    label_smoothing: float = 0.0
+    class_weight: str | None = None
+    weight_decay: float = 0.0
     patience: int = 5
     seed: int = 0
     jit_compile: bool = False
@@ -75,6 +79,14 @@ class FinetuneConfig:
 
     def __post_init__(self):
         parse_unfreeze(self.unfreeze)  # a bad spec fails before any work
+        if self.heads and (self.label_smoothing or self.class_weight or self.mixup
+                           or self.cutmix):
+            raise KerastlError("multi-task runs take plain class labels: no --label-smoothing, "
+                               "--class-weight, --mixup or --cutmix (per-head weights are not "
+                               "supported yet)")
+        if self.class_weight not in (None, "none", "balanced"):
+            raise KerastlError(f"--class-weight takes none or balanced. "
+                               f"Received: {self.class_weight!r}")
         self.classes = parse_classes(self.classes)
         self.data = str(self.data)
         self.weights = None if self.weights in (None, "none") else str(self.weights)
@@ -195,7 +207,7 @@ class PhaseTrainer:
         self.run, self.history, self.best = run, history, best
         self.heads = heads or []
         self.groups = layer_groups(backbone.model, backbone.spec)
-        self.one_hot = config.mixup or config.cutmix
+        self.one_hot = config.mixup or config.cutmix or config.label_smoothing > 0
         self._image_data = None
 
     def fit(self, phase: Phase) -> None:
@@ -210,7 +222,7 @@ class PhaseTrainer:
         log.info("phase %s: %d epoch(s) at lr %.2g, %d backbone layer(s) unfrozen, %s trainable "
                  "parameters%s", phase.name, phase.epochs, phase.learning_rate, len(opened),
                  f"{trainable:,}", " (head on cached features)" if cached else "")
-        fit_model.compile(optimizer=keras.optimizers.Adam(phase.learning_rate),
+        fit_model.compile(optimizer=make_optimizer(phase.learning_rate, self.config.weight_decay),
                           jit_compile=self.config.jit_compile,
                           steps_per_execution=self._steps_per_execution(), **self._objectives())
         self.history.phase = phase.name
@@ -221,6 +233,7 @@ class PhaseTrainer:
                      keras.callbacks.TensorBoard(str(self.run / "logs"), write_graph=False)]
         fit_model.fit(train_ds, validation_data=val_ds, initial_epoch=start,
                       epochs=start + phase.epochs, callbacks=callbacks,
+                      class_weight=self._class_weight(),
                       verbose=_fit_verbosity(self.config.verbose))
 
     def _objectives(self) -> dict:
@@ -228,8 +241,9 @@ class PhaseTrainer:
         import keras
 
         if not self.heads:
-            loss = (keras.losses.CategoricalCrossentropy() if self.one_hot
-                    else keras.losses.SparseCategoricalCrossentropy())
+            loss = (keras.losses.CategoricalCrossentropy(
+                label_smoothing=self.config.label_smoothing) if self.one_hot
+                else keras.losses.SparseCategoricalCrossentropy())
             return {"loss": loss, "metrics": ["accuracy"]}
         names = [PRIMARY] + [h.name for h in self.heads]
         weights = [1.0] + [h.weight for h in self.heads]
@@ -254,13 +268,35 @@ class PhaseTrainer:
         size = self.config.batch_size
         train = features_of(extractor, self.bundle.train, size)
         val = features_of(extractor, self.bundle.val, size)
-        return (head, make_dataset(train, size, training=True, seed=self.config.seed),
-                make_dataset(val, size))
+        return (head, make_dataset(train, size, training=True, seed=self.config.seed,
+                                   one_hot=self.one_hot),
+                make_dataset(val, size, one_hot=self.one_hot))
+
+    def _class_weight(self) -> dict[int, float] | None:
+        if self.config.class_weight != "balanced":
+            return None
+        return balanced_class_weights(self.bundle.train.labels, self.bundle.num_classes)
 
     def _steps_per_execution(self) -> int:
         """Several steps per call into TensorFlow: small models are dispatch-bound on a CPU."""
         steps = -(-len(self.bundle.train) // self.config.batch_size)
         return max(1, min(16, steps))
+
+
+def make_optimizer(learning_rate: float, weight_decay: float = 0.0):
+    """Adam, or AdamW where there is weight decay (decoupled, as AdamW's authors intend)."""
+    import keras
+
+    if weight_decay > 0:
+        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+    return keras.optimizers.Adam(learning_rate)
+
+
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    """scikit-learn's "balanced": n / (classes x count), so every class weighs the same."""
+    counts = np.bincount(labels, minlength=num_classes)
+    return {i: float(len(labels) / (num_classes * c)) if c else 0.0
+            for i, c in enumerate(counts)}
 
 
 def _fit_verbosity(verbose: int | None) -> int:
@@ -317,8 +353,6 @@ def _config_record(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: D
 def config_from_file(path: str | Path, **overrides) -> FinetuneConfig:
     """The settings of an earlier run's ``config.json``, with ``overrides`` applied."""
     import json
-
-    from kerastl.errors import KerastlError
 
     try:
         settings = json.loads(Path(path).read_text())["settings"]
