@@ -79,12 +79,13 @@ class FinetuneConfig:
 
     def __post_init__(self):
         parse_unfreeze(self.unfreeze)  # a bad spec fails before any work
+        self.class_weight = None if self.class_weight in (None, "none") else self.class_weight
         if self.heads and (self.label_smoothing or self.class_weight or self.mixup
                            or self.cutmix):
             raise KerastlError("multi-task runs take plain class labels: no --label-smoothing, "
                                "--class-weight, --mixup or --cutmix (per-head weights are not "
                                "supported yet)")
-        if self.class_weight not in (None, "none", "balanced"):
+        if self.class_weight not in (None, "balanced"):
             raise KerastlError(f"--class-weight takes none or balanced. "
                                f"Received: {self.class_weight!r}")
         self.classes = parse_classes(self.classes)
