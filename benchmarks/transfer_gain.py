@@ -31,7 +31,8 @@ import kerastl  # noqa: E402
 def schedule(args) -> dict:
     return dict(frozen_epochs=args.frozen_epochs, finetune_epochs=args.finetune_epochs,
                 lr=args.lr, finetune_lr=args.finetune_lr, batch_size=args.batch_size,
-                image_size=args.image_size, val_fraction=args.val_fraction, verbose=0)
+                image_size=args.image_size, val_fraction=args.val_fraction,
+                patience=args.patience, verbose=0)
 
 
 def main() -> None:
@@ -43,6 +44,11 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=3)
     parser.add_argument("--scratch-lr", type=float, default=1e-3)
     parser.add_argument("--runs", help="keep the runs here (default: a temporary folder)")
+    parser.add_argument("--source", help="reuse this pretrain run instead of pretraining")
+    parser.add_argument("--patience", type=int, default=1000,
+                        help="early stopping patience (default: off, so both get the same "
+                             "budget; from scratch, validation sits at chance for the first "
+                             "epochs and patience 5 stopped it there)")
     parser.add_argument("--frozen-epochs", type=int, default=10)
     parser.add_argument("--finetune-epochs", type=int, default=20)
     parser.add_argument("--lr", type=float, default=1e-2)
@@ -53,19 +59,14 @@ def main() -> None:
     started = time.time()
     with tempfile.TemporaryDirectory() as scratch_space:
         runs = args.runs or scratch_space
-        source = kerastl.pretrain("fashion_mnist", classes="0-4", backbone=args.backbone,
-                                  image_size=args.image_size, finetune_epochs=args.pretrain_epochs,
-                                  val_fraction=0.05, runs_dir=runs, name="source", verbose=0)
-        print(f"source: {args.backbone} at {args.image_size} px, {args.pretrain_epochs} epochs, "
-              f"test accuracy on classes 0-4 {source.metrics['test']['accuracy']:.3f}",
-              flush=True)
+        source_dir = args.source or str(pretrain_source(args, runs))
         rows = []
         for labels in map(int, args.labels.split(",")):
             scores = {"transfer": [], "scratch": []}
             for seed in map(int, args.seeds.split(",")):
                 common = dict(classes="5-9", per_class=labels, seed=seed, runs_dir=runs,
                               **schedule(args))
-                transfer = kerastl.finetune("fashion_mnist", weights=str(source.run_dir),
+                transfer = kerastl.finetune("fashion_mnist", weights=source_dir,
                                             backbone=None, name=f"t{labels}-{seed}", **common)
                 scratch = kerastl.finetune("fashion_mnist", backbone=args.backbone,
                                            weights="none", name=f"s{labels}-{seed}",
@@ -83,6 +84,15 @@ def main() -> None:
         print(f"{labels:>12} {_mean_std(t):>15} {_mean_std(s):>15} {gain:>+14.1f}")
     print(f"\nschedule: {schedule(args)}, scratch lr {args.scratch_lr}; "
           f"total {time.time() - started:.0f} s")
+
+
+def pretrain_source(args, runs: str):
+    source = kerastl.pretrain("fashion_mnist", classes="0-4", backbone=args.backbone,
+                              image_size=args.image_size, finetune_epochs=args.pretrain_epochs,
+                              val_fraction=0.05, runs_dir=runs, name="source", verbose=0)
+    print(f"source: {args.backbone} at {args.image_size} px, {args.pretrain_epochs} epochs, "
+          f"test accuracy on classes 0-4 {source.metrics['test']['accuracy']:.3f}", flush=True)
+    return source.run_dir
 
 
 def _mean_std(values: list[float]) -> str:
