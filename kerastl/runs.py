@@ -59,9 +59,6 @@ class RunDir:
     def write_json(self, name: str, data: Any) -> Path:
         return self.write_text(name, json.dumps(data, indent=2, default=_json_default) + "\n")
 
-    def read_json(self, name: str) -> Any:
-        return json.loads((self.path / name).read_text())
-
     def save_model(self, model, name: str = MODEL_FILE) -> Path:
         return atomic_save_model(model, self.path / name)
 

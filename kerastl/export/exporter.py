@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 from pathlib import Path
@@ -84,7 +85,9 @@ class ModelSource:
     def default_name(self) -> str:
         return (self.path.name if self.path.is_dir() else self.path.stem).replace(" ", "_")
 
+    @functools.cached_property
     def _splits(self) -> dict[str, ImageSet] | None:
+        """The run's (or --data's) images, loaded once for both the check and calibration."""
         size = self.classifier.image_size
         if self.data:
             from kerastl.data import SkippedFiles
@@ -104,7 +107,7 @@ class ModelSource:
 
     def check_pixels(self, n: int) -> tuple[np.ndarray, str]:
         """Validation images for the parity check (random pixels if no data is at hand)."""
-        splits = self._splits()
+        splits = self._splits
         if splits:
             split = "val" if "val" in splits else next(iter(splits))
             images = splits[split].images[:n].astype(np.float32)
@@ -116,7 +119,7 @@ class ModelSource:
 
     def calibration(self):
         """A callable yielding single-image float32 batches from the training split."""
-        splits = self._splits()
+        splits = self._splits
         if not splits:
             return None
         images = splits["train"].images
