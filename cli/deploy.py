@@ -43,6 +43,10 @@ def export(model, format_, quantize, int8_io, name, version, data, out, check_im
     report = result.report
     click.echo(json.dumps(report, indent=2))
     click.echo(f"\nExported version {result.version}: {result.path}")
-    click.echo(f"Top-1 agreement with Keras {report['top1_agreement']:.1%} on "
-               f"{report['check_images']} images ({report['check_images_from']}); max |diff| "
-               f"{report['max_abs_diff']:.2e}")
+    if "top1_agreement" in report:
+        click.echo(f"Top-1 agreement with Keras {report['top1_agreement']:.1%} on "
+                   f"{report['check_images']} images ({report['check_images_from']}); "
+                   f"max |diff| {report['max_abs_diff']:.2e}")
+    else:
+        click.echo(f"Colour parameters: max |diff| from Keras {report['params_max_abs_diff']:.2e} "
+                   f"on {report['check_images']} images ({report['check_images_from']})")

@@ -90,10 +90,12 @@ def check_size(spec: BackboneSpec, image_size: int) -> None:
 # --- building ----------------------------------------------------------------------
 
 def build_backbone(name: str, image_size: int, weights: str | None = None,
-                   bn_momentum: float | None = None):
+                   bn_momentum: float | None = None, any_size: bool = False):
     """A headless backbone taking preprocessed (N, size, size, 3) float input.
 
     Args:
+        any_size: take (N, H, W, 3) input of any size instead (fully convolutional
+            use, such as style transfer); ``image_size`` is then only checked.
         weights: ``"imagenet"``, ``None``/``"none"`` (random), or a path to a
             ``.weights.h5`` file.
         bn_momentum: if given, every BatchNormalization layer gets this momentum
@@ -109,7 +111,7 @@ def build_backbone(name: str, image_size: int, weights: str | None = None,
                                "weights file, or a run from 'kerastl pretrain'")
         model = small_backbone(image_size)
     else:
-        model = _keras_application(spec, image_size, keras_weights)
+        model = _keras_application(spec, None if any_size else image_size, keras_weights)
     if weights not in (None, "none", "imagenet"):
         load_weights_file(model, weights)
     if bn_momentum is not None:
@@ -117,7 +119,7 @@ def build_backbone(name: str, image_size: int, weights: str | None = None,
     return model
 
 
-def _keras_application(spec: BackboneSpec, image_size: int, weights: str | None):
+def _keras_application(spec: BackboneSpec, image_size: int | None, weights: str | None):
     import keras
 
     constructor = getattr(keras.applications, spec.keras_name)

@@ -25,13 +25,17 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_history(rows: Sequence[dict], phase_starts: dict[str, int], path: Path) -> Path:
-    """Loss and accuracy per epoch (train and validation), a dashed line where each phase starts."""
+def plot_history(rows: Sequence[dict], phase_starts: dict[str, int], path: Path,
+                 metrics: Sequence[str] | None = None) -> Path:
+    """Loss and accuracy (or ``metrics``) per epoch, train and validation, a dashed line where
+    each phase starts."""
     plt = _pyplot()
     epochs = [row["epoch"] + 1 for row in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    accuracy = "accuracy" if any("accuracy" in row for row in rows) else "class_accuracy"
-    for ax, metric in zip(axes, ("loss", accuracy)):
+    if metrics is None:
+        accuracy = "accuracy" if any("accuracy" in row for row in rows) else "class_accuracy"
+        metrics = ("loss", accuracy)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
         for prefix, style in (("", "-"), ("val_", "--")):
             values = [row.get(prefix + metric) for row in rows]
             if any(v is not None for v in values):
@@ -72,3 +76,32 @@ def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str],
         return _save(fig, path)
     finally:
         plt.close(fig)
+
+
+def save_image_grid(rows: Sequence[Sequence[np.ndarray]], path: Path, *, cell: int = 128,
+                    titles: Sequence[str] | None = None) -> Path:
+    """Save uint8 RGB images as a grid PNG, one list per row, each cell ``cell`` px high.
+
+    ``titles`` label the columns in a strip above the first row.
+    """
+    from PIL import Image, ImageDraw
+
+    columns = max(len(row) for row in rows)
+    header = 16 if titles else 0
+    grid = Image.new("RGB", (columns * cell, header + len(rows) * cell), "white")
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            tile = Image.fromarray(np.asarray(image, np.uint8)).convert("RGB")
+            tile.thumbnail((cell, cell), Image.Resampling.LANCZOS)
+            grid.paste(tile, (c * cell + (cell - tile.width) // 2,
+                              header + r * cell + (cell - tile.height) // 2))
+    if titles:
+        draw = ImageDraw.Draw(grid)
+        for c, title in enumerate(titles):
+            draw.text((c * cell + 4, 2), str(title), fill="black")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    grid.save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path

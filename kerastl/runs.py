@@ -109,6 +109,20 @@ def atomic_save_model(model, path: Path) -> Path:
     return path
 
 
+def versions() -> dict[str, str]:
+    """The versions that decide a run's numbers, for ``config.json``."""
+    import platform
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from kerastl import __version__
+
+    return {"kerastl": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
 def _json_default(value: Any):
     if hasattr(value, "tolist"):
         return value.tolist()

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from kerastl.data.images import SkippedFiles
 from kerastl.data.imageset import ImageSet, parse_classes
-from kerastl.data.sources import load_splits
+from kerastl.data.sources import load_splits, load_unlabelled_splits
 from kerastl.data.split import sample_per_class, stratified_split
 from kerastl.errors import DataError
 
@@ -77,6 +77,29 @@ def load_data(spec: str, image_size: int | tuple[int, int], *, val_fraction: flo
     _check_classes(spec, train)
     if per_class:
         train = sample_per_class(train, per_class, seed)
+    val = splits.get("val")
+    if val is None:
+        train, val = stratified_split(train, val_fraction, seed)
+    return DataBundle(spec=str(spec), train=train, val=val, test=splits.get("test"),
+                      skipped=skipped)
+
+
+def load_images(spec: str, image_size: int | tuple[int, int], *, val_fraction: float = 0.2,
+                seed: int = 0) -> DataBundle:
+    """Read ``spec`` for a task that needs no labels (editing): class folders are ignored.
+
+    A folder may hold images directly, in sub-folders, or in ``train/ val/ test/``.
+    The bundle has one class, ``image``; validation is a seeded random share
+    of the training images where the source has no split of its own.
+    """
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    skipped = SkippedFiles()
+    splits = load_unlabelled_splits(spec, size, skipped)
+    if skipped.total:
+        log.warning("%s", skipped.summary())
+    train = splits["train"]
+    if len(train) < 2:
+        raise DataError(f"{spec}: editing needs at least 2 training images; found {len(train)}")
     val = splits.get("val")
     if val is None:
         train, val = stratified_split(train, val_fraction, seed)

@@ -37,6 +37,7 @@ FASHION_MNIST_DIRS = (
     Path("/usr/share/datasets/fashion-mnist"),
 )
 SAMPLE_PATH = Path(__file__).resolve().parent.parent / "assets" / "sample.npz"
+UNLABELLED = "image"
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 #: Decoded images kept in memory at most (uint8 at the model's size).
@@ -75,6 +76,26 @@ def load_folder(root: Path, size: tuple[int, int], skipped: SkippedFiles) -> Spl
     return {"train": _read_class_folders(root, _class_names(root), size, skipped)}
 
 
+def load_unlabelled_splits(spec: str, size: tuple[int, int], skipped: SkippedFiles) -> Splits:
+    """Like :func:`load_splits`, with every image under a folder in one class, ``image``."""
+    path = Path(str(spec)).expanduser()
+    if not path.is_dir():
+        return {name: ImageSet(part.images, np.zeros(len(part), np.int64), [UNLABELLED])
+                for name, part in load_splits(spec, size, skipped).items()}
+    split_dirs = {SPLIT_NAMES[d.name.lower()]: d for d in _subfolders(path)
+                  if d.name.lower() in SPLIT_NAMES}
+    if "train" not in split_dirs:
+        split_dirs = {"train": path}
+    return {split: _read_files(_files_under(folder), np.zeros(0, np.int64), [UNLABELLED], size,
+                               skipped, folder)
+            for split, folder in split_dirs.items()}
+
+
+def _files_under(root: Path) -> list[Path]:
+    return [p for p in sorted(root.rglob("*"))
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+
+
 def _subfolders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -98,6 +119,16 @@ def _read_class_folders(root: Path, class_names: list[str], size: tuple[int, int
             if path.is_file() and not path.name.startswith("."):
                 files.append(path)
                 labels.append(label)
+    return _read_files(files, np.asarray(labels, dtype=np.int64), class_names, size, skipped, root)
+
+
+def _read_files(files: list[Path], labels: np.ndarray, class_names: list[str],
+                size: tuple[int, int], skipped: SkippedFiles, root: Path) -> ImageSet:
+    """Decode ``files`` in parallel; unreadable ones are counted in ``skipped``, not fatal.
+
+    An empty ``labels`` means every file is class 0.
+    """
+    labels = labels if len(labels) else np.zeros(len(files), np.int64)
     _check_fits_in_memory(len(files), size)
     images = np.zeros((len(files), size[0], size[1], 3), dtype=np.uint8)
     ok = np.zeros(len(files), dtype=bool)
@@ -107,7 +138,7 @@ def _read_class_folders(root: Path, class_names: list[str], size: tuple[int, int
                 skipped.add(files[i], result.reason)
             else:
                 images[i], ok[i] = result, True
-    data = ImageSet(images[ok], np.asarray(labels, dtype=np.int64)[ok], class_names)
+    data = ImageSet(images[ok], labels[ok], class_names)
     if len(data) == 0:
         raise DataError(f"no readable images under {root}")
     return data

@@ -15,6 +15,7 @@ from kerastl import __version__
 from kerastl._tf import tensorflow
 from kerastl.data import ImageSet, load_data
 from kerastl.data.sources import load_splits
+from kerastl.edit.color_export import export_color, is_color_model
 from kerastl.errors import KerastlError
 from kerastl.export.layout import choose_version, staged_folder, write_labels
 from kerastl.export.parity import parity_report
@@ -55,6 +56,10 @@ def export_model(model: str | Path, format: str = "savedmodel", quantize: str = 
         raise KerastlError(f"--quantize takes {', '.join(QUANTIZATIONS)}. Received: {quantize}")
     if quantize != "none" and format != "tflite":
         raise KerastlError(f"--quantize applies to tflite only (received --format {format})")
+    if is_color_model(model):
+        path, version, report = export_color(model, format, name or _default_name(Path(model)),
+                                             out, version, quantize)
+        return ExportResult(path, version, report)
     classifier = load_classifier(model)
     if classifier.kind != "keras":
         raise KerastlError(f"{model} is already an export ({classifier.kind}); export a run "
@@ -83,7 +88,7 @@ class ModelSource:
         self.metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
 
     def default_name(self) -> str:
-        return (self.path.name if self.path.is_dir() else self.path.stem).replace(" ", "_")
+        return _default_name(self.path)
 
     @functools.cached_property
     def _splits(self) -> dict[str, ImageSet] | None:
@@ -147,6 +152,10 @@ class ModelSource:
         buffer = io.BytesIO()
         Image.new("RGB", (width, height), (128, 128, 128)).save(buffer, format="JPEG")
         return buffer.getvalue()
+
+
+def _default_name(path: Path) -> str:
+    return (path.name if path.is_dir() else path.stem).replace(" ", "_")
 
 
 def _export_savedmodel(source: ModelSource, model_dir: Path, name: str, version: int,

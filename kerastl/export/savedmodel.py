@@ -46,8 +46,8 @@ def encoded_pixel_count(data):
     ], default=lambda: tf.constant(0, tf.int64), exclusive=True)
 
 
-def decode_and_resize(data, size: tuple[int, int], max_pixels: int = MAX_PIXELS):
-    """One encoded image -> float32 (H, W, 3) in 0-255, refusing images over ``max_pixels``."""
+def decode_image(data, max_pixels: int = MAX_PIXELS):
+    """One encoded image -> uint8 (H, W, 3), refusing images over ``max_pixels`` unread."""
     tf = tensorflow()
     check = tf.debugging.assert_less_equal(
         encoded_pixel_count(data), tf.constant(max_pixels, tf.int64),
@@ -55,7 +55,14 @@ def decode_and_resize(data, size: tuple[int, int], max_pixels: int = MAX_PIXELS)
     with tf.control_dependencies([check]):
         image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
     image.set_shape([None, None, 3])
-    return tf.image.resize(image, size, method="bilinear", antialias=True)
+    return image
+
+
+def decode_and_resize(data, size: tuple[int, int], max_pixels: int = MAX_PIXELS):
+    """One encoded image -> float32 (size, 3) in 0-255 (antialiased bilinear, as Pillow)."""
+    tf = tensorflow()
+    return tf.image.resize(decode_image(data, max_pixels), size, method="bilinear",
+                           antialias=True)
 
 
 def build_archive(model, class_names: list[str], top_k: int = 5, max_pixels: int = MAX_PIXELS):

@@ -21,7 +21,7 @@ QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 
 def convert(model, quantize: str = "none",
             representative: Callable[[], Iterable[np.ndarray]] | None = None,
-            int8_io: bool = False) -> bytes:
+            int8_io: bool = False, outputs: Callable | None = None) -> bytes:
     """The model's forward pass (float32 pixels 0-255 in, probabilities out) as TFLite bytes.
 
     Args:
@@ -29,6 +29,8 @@ def convert(model, quantize: str = "none",
             (float16 weights) or ``int8`` (weights and activations; needs
             ``representative``, a callable yielding float32 image batches).
         int8_io: with ``int8``, take uint8 pixels and give uint8 probabilities.
+        outputs: what the TFLite model computes from the pixels [default: the
+            primary head's probabilities].
     """
     tf = tensorflow()
     import keras
@@ -42,8 +44,8 @@ def convert(model, quantize: str = "none",
     with tempfile.TemporaryDirectory() as folder:
         archive = keras.export.ExportArchive()
         archive.track(model)
-        archive.add_endpoint("serve",
-                             lambda pixels: primary_output(model(pixels, training=False)),
+        archive.add_endpoint("serve", outputs or (
+                             lambda pixels: primary_output(model(pixels, training=False))),
                              input_signature=[tf.TensorSpec([None, height, width, 3],
                                                             tf.float32, name="pixels")])
         archive.write_out(folder, verbose=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import sys
 
 from kerastl._tf import keras_module
 from kerastl.errors import TrainingError
@@ -19,18 +20,20 @@ class BestModelSaver(keras.callbacks.Callback):
     ``target`` is the whole classifier even when a phase fits only its head.
     """
 
-    def __init__(self, run: RunDir, target, monitor: str = "val_accuracy"):
+    def __init__(self, run: RunDir, target, monitor: str = "val_accuracy", mode: str = "max"):
         super().__init__()
         self.run = run
         self.target = target
         self.monitor = monitor
+        self.mode = mode
+        self.sign = 1.0 if mode == "max" else -1.0
         self.best = -math.inf
         self.best_epoch: int | None = None
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is not None and value > self.best:
-            self.best, self.best_epoch = float(value), epoch
+        if value is not None and self.sign * value > self.best:
+            self.best, self.best_epoch = self.sign * float(value), epoch
             self.run.save_model(self.target, MODEL_FILE)
 
 
@@ -78,3 +81,10 @@ class StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
             raise TrainingError(f"the loss became {float(loss)} at epoch {self.epoch + 1}, "
                                 f"batch {batch + 1}: lower --lr or check the data")
+
+
+def fit_verbosity(verbose: int | None) -> int:
+    """Keras progress bars on a terminal, one line per epoch elsewhere, none when quiet."""
+    if verbose is not None:
+        return verbose
+    return 1 if sys.stdout.isatty() else 2

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from kerastl import __version__
 from kerastl._tf import tensorflow
 from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, layer_groups
 from kerastl.data import DataBundle, load_data, parse_classes
@@ -19,8 +16,8 @@ from kerastl.data.pipeline import make_dataset
 from kerastl.errors import KerastlError
 from kerastl.report import plot_confusion, plot_history
 from kerastl.runs import CONFIG_FILE, HEADS_FILE, LABELS_FILE, METRICS_FILE, MODEL_FILE, \
-    RunDir, default_run_name
-from kerastl.transfer.callbacks import BestModelSaver, HistoryWriter, StopOnNaN
+    RunDir, default_run_name, versions
+from kerastl.transfer.callbacks import BestModelSaver, HistoryWriter, StopOnNaN, fit_verbosity
 from kerastl.transfer.heads import PRIMARY, Head, lookups, make_head, parse_head
 from kerastl.transfer.feature_cache import can_cache_features, features_of, split_at_features
 from kerastl.transfer.model import ResolvedBackbone, build_classifier, resolve_backbone
@@ -235,7 +232,7 @@ class PhaseTrainer:
         fit_model.fit(train_ds, validation_data=val_ds, initial_epoch=start,
                       epochs=start + phase.epochs, callbacks=callbacks,
                       class_weight=self._class_weight(),
-                      verbose=_fit_verbosity(self.config.verbose))
+                      verbose=fit_verbosity(self.config.verbose))
 
     def _objectives(self) -> dict:
         """Loss, loss weights and metrics: one head, or one of each per head."""
@@ -300,13 +297,6 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int) -> dict[int, fl
             for i, c in enumerate(counts)}
 
 
-def _fit_verbosity(verbose: int | None) -> int:
-    """Keras progress bars on a terminal, one line per epoch elsewhere, none when quiet."""
-    if verbose is not None:
-        return verbose
-    return 1 if sys.stdout.isatty() else 2
-
-
 def _evaluate_splits(model, bundle: DataBundle, batch_size: int,
                      heads: list[Head] | None = None) -> dict:
     """Reports per split; with extra heads, the primary's figures plus ``heads`` per head."""
@@ -339,16 +329,10 @@ def _log_data(bundle: DataBundle) -> None:
 
 def _config_record(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
                    phases: list[Phase], heads: list[Head]) -> dict:
-    import keras
-
-    tf = tensorflow()
     return {"job": config.job, "settings": dataclasses.asdict(config),
             "seed": config.seed, "backbone": dataclasses.asdict(backbone.meta),
             "phases": [dataclasses.asdict(p) for p in phases], "data": bundle.describe(),
-            "heads": [h.as_dict() for h in heads],
-            "versions": {"kerastl": __version__, "tensorflow": tf.__version__,
-                         "keras": keras.__version__, "numpy": np.__version__,
-                         "python": platform.python_version()}}
+            "heads": [h.as_dict() for h in heads], "versions": versions()}
 
 
 def config_from_file(path: str | Path, **overrides) -> FinetuneConfig:

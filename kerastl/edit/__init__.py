@@ -1,0 +1,1 @@
+"""Editing models built by transfer: learned colour adjustment and style transfer."""

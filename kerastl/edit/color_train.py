@@ -1,0 +1,201 @@
+"""Train a colour-correction model, self-supervised, from any folder of images.
+
+Clean images are degraded at random within the adjustments' ranges; the model
+learns the parameters that undo the degradation. A pretrained backbone is
+finetuned through the same freeze-then-unfreeze schedule as a classifier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kerastl._tf import tensorflow
+from kerastl.backbones import layer_groups
+from kerastl.data.bundle import DataBundle, load_images
+from kerastl.edit import color_ops
+from kerastl.edit.color_eval import evaluate_color
+from kerastl.edit.color_model import IMAGE, PARAMS, build_predictor, build_trainer, \
+    lab_l1_loss, normalized_param_loss
+from kerastl.report import plot_history, save_image_grid
+from kerastl.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, RunDir, default_run_name, \
+    versions
+from kerastl.transfer.callbacks import BestModelSaver, HistoryWriter, StopOnNaN, fit_verbosity
+from kerastl.transfer.finetune import make_optimizer
+from kerastl.transfer.model import pretrained_run_backbone, resolve_backbone
+from kerastl.transfer.schedule import apply_phase, plan_phases
+
+log = logging.getLogger("kerastl")
+
+JOB = "edit-color"
+DEFAULT_SIZE = 96
+
+
+@dataclasses.dataclass
+class ColorConfig:
+    """Every setting of a colour-correction run; saved as ``config.json``.
+
+    Each epoch sees ``copies`` differently degraded versions of every training
+    image, with parameters drawn uniformly within each adjustment's range times
+    ``strength``. The loss is the parameters' range-normalised squared error
+    plus ``image_loss_weight`` x the corrected image's L1 distance to the clean
+    one in Lab (divided by 100). ``image_size`` defaults to the saved backbone's
+    size when ``weights`` is a run, else 96 px: global colour needs little detail.
+    """
+
+    data: str
+    backbone: str | None = "mobilenetv3small"
+    weights: str | None = "imagenet"
+    image_size: int | None = None
+    strength: float = 1.0
+    copies: int = 8
+    batch_size: int = 32
+    frozen_epochs: int = 2
+    finetune_epochs: int = 6
+    lr: float = 1e-3
+    finetune_lr: float | None = None
+    unfreeze: str = "all"
+    image_loss_weight: float = 1.0
+    val_fraction: float = 0.2
+    seed: int = 0
+    deterministic: bool = True
+    runs_dir: str = "runs"
+    name: str | None = None
+    overwrite: bool = False
+    verbose: int | None = None
+
+    def __post_init__(self):
+        self.data = str(self.data)
+        self.weights = None if self.weights in (None, "none") else str(self.weights)
+        if self.image_size is None and pretrained_run_backbone(self.weights) is None:
+            self.image_size = DEFAULT_SIZE
+
+
+@dataclasses.dataclass
+class ColorResult:
+    model: object
+    run_dir: Path
+    metrics: dict
+    history: list[dict]
+
+
+def train_color(data: str, **settings) -> ColorResult:
+    """Train a colour-correction model on the images of ``data``; see :class:`ColorConfig`.
+
+    Example:
+        >>> result = kerastl.edit.train_color("photos/", backbone="mobilenetv3small")
+        >>> result.metrics["val"]["corrected"]["ciede2000"]
+    """
+    return run_color(ColorConfig(data=data, **settings))
+
+
+def run_color(config: ColorConfig) -> ColorResult:
+    tf = tensorflow()
+    import keras
+
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.seed)
+    backbone = resolve_backbone(config.backbone, config.weights, config.image_size)
+    bundle = load_images(config.data, backbone.meta.image_size,
+                         val_fraction=config.val_fraction, seed=config.seed)
+    run = RunDir.create(Path(config.runs_dir) / (config.name or default_run_name(
+        JOB, backbone.meta.name)), overwrite=config.overwrite)
+    handler = run.attach_log(log)
+    try:
+        return _train(config, backbone, bundle, run)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _train(config: ColorConfig, backbone, bundle: DataBundle, run: RunDir) -> ColorResult:
+    import keras
+
+    phases = plan_phases(transfer=backbone.transferred, frozen_epochs=config.frozen_epochs,
+                         finetune_epochs=config.finetune_epochs, lr=config.lr,
+                         finetune_lr=config.finetune_lr, unfreeze=config.unfreeze,
+                         train_bn=False)
+    log.info("colour correction: %d training and %d validation images at %d px",
+             len(bundle.train), len(bundle.val), backbone.meta.image_size)
+    predictor = build_predictor(backbone)
+    trainer = build_trainer(predictor)
+    run.write_json(CONFIG_FILE, _config_record(config, backbone, bundle, phases))
+    train_ds = degraded_dataset(bundle.train.images, config.batch_size, seed=config.seed,
+                                copies=config.copies, strength=config.strength)
+    val_ds = fixed_degraded_dataset(bundle.val.images, config.batch_size, seed=config.seed + 1,
+                                    strength=config.strength)
+    history, best = HistoryWriter(run), BestModelSaver(run, predictor, "val_loss", mode="min")
+    groups = layer_groups(backbone.model, backbone.spec)
+    phase_starts, started = {}, time.perf_counter()
+    for phase in phases:
+        apply_phase(backbone.model, groups, phase)
+        trainer.compile(optimizer=make_optimizer(phase.learning_rate),
+                        loss={PARAMS: normalized_param_loss, IMAGE: lab_l1_loss},
+                        loss_weights={PARAMS: 1.0, IMAGE: config.image_loss_weight})
+        history.phase, start = phase.name, len(history.rows)
+        phase_starts[phase.name] = start
+        log.info("phase %s: %d epoch(s) at lr %.2g", phase.name, phase.epochs,
+                 phase.learning_rate)
+        trainer.fit(train_ds, validation_data=val_ds, initial_epoch=start,
+                    epochs=start + phase.epochs, callbacks=[best, history, StopOnNaN()],
+                    verbose=fit_verbosity(config.verbose))
+    elapsed = time.perf_counter() - started
+
+    model = keras.models.load_model(run / MODEL_FILE)
+    held_out = bundle.test if bundle.test is not None and len(bundle.test) else bundle.val
+    split = "test" if held_out is bundle.test else "val"
+    report = evaluate_color(model, list(held_out.images), seed=config.seed + 2,
+                            strength=config.strength)
+    metrics = {split: report.summary, "best_epoch": (best.best_epoch or 0) + 1,
+               "train_seconds": round(elapsed, 1)}
+    run.write_json(METRICS_FILE, metrics)
+    plot_history(history.rows, phase_starts, run / "plots" / "training_curves.png",
+                 metrics=("loss", "corrected_loss"))
+    save_image_grid(report.grid_rows(8), run / "plots" / "before_after.png",
+                    titles=report.grid_titles)
+    return ColorResult(model, run.path, metrics, history.rows)
+
+
+def degraded_dataset(images: np.ndarray, batch_size: int, *, seed: int, copies: int,
+                     strength: float):
+    """Training batches ``(degraded, {"params": p, "image": clean})``, new draws every epoch."""
+    tf = tensorflow()
+    limits = tf.constant(color_ops.LIMITS * strength)
+
+    def make_pair(clean, pair_seed):
+        count = tf.shape(clean)[0]
+        unit = tf.random.stateless_uniform((count, len(color_ops.ADJUSTMENTS)), pair_seed,
+                                           minval=-1.0, maxval=1.0)
+        params = unit * limits
+        return color_ops.degrade(clean, params), {PARAMS: params,
+                                        IMAGE: tf.cast(clean, tf.float32) / 255.0}
+
+    clean = (tf.data.Dataset.from_tensor_slices(images).repeat(copies)
+             .shuffle(len(images) * copies, seed=seed, reshuffle_each_iteration=True)
+             .batch(batch_size))
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return (tf.data.Dataset.zip(clean, seeds).map(make_pair)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def fixed_degraded_dataset(images: np.ndarray, batch_size: int, *, seed: int, strength: float):
+    """The same degraded copy of each image every epoch (validation)."""
+    tf = tensorflow()
+    params = color_ops.random_params(len(images), seed, strength)
+    degraded = color_ops.degrade(images, params).numpy()
+    targets = {PARAMS: params, IMAGE: images.astype(np.float32) / 255.0}
+    return tf.data.Dataset.from_tensor_slices((degraded, targets)).batch(batch_size)
+
+
+def _config_record(config: ColorConfig, backbone, bundle: DataBundle, phases) -> dict:
+    return {"job": JOB, "settings": dataclasses.asdict(config),
+            "backbone": dataclasses.asdict(backbone.meta),
+            "adjustments": {a.name: {"limit": a.limit, "effect": a.doc}
+                            for a in color_ops.ADJUSTMENTS},
+            "phases": [dataclasses.asdict(p) for p in phases], "data": bundle.describe(),
+            "versions": versions()}
