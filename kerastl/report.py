@@ -92,7 +92,11 @@ def save_image_grid(rows: Sequence[Sequence[np.ndarray]], path: Path, *, cell: i
     for r, row in enumerate(rows):
         for c, image in enumerate(row):
             tile = Image.fromarray(np.asarray(image, np.uint8)).convert("RGB")
-            tile.thumbnail((cell, cell), Image.Resampling.LANCZOS)
+            scale = cell / max(tile.size)
+            tile = tile.resize((max(1, round(tile.width * scale)),
+                                max(1, round(tile.height * scale))),
+                               Image.Resampling.NEAREST if scale > 1 else
+                               Image.Resampling.LANCZOS)
             grid.paste(tile, (c * cell + (cell - tile.width) // 2,
                               header + r * cell + (cell - tile.height) // 2))
     if titles:
@@ -105,3 +109,12 @@ def save_image_grid(rows: Sequence[Sequence[np.ndarray]], path: Path, *, cell: i
     grid.save(tmp, format="PNG")
     os.replace(tmp, path)
     return path
+
+
+def square_grid(images: np.ndarray) -> list[list[np.ndarray]]:
+    """N images -> the rows of a square-ish grid (gray as RGB), for :func:`save_image_grid`."""
+    images = np.asarray(images)
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    columns = int(np.ceil(np.sqrt(len(images))))
+    return [list(images[i:i + columns]) for i in range(0, len(images), columns)]

@@ -6,9 +6,11 @@ import dataclasses
 import logging
 from typing import Sequence
 
+import numpy as np
+
 from kerastl.data.images import SkippedFiles
 from kerastl.data.imageset import ImageSet, parse_classes
-from kerastl.data.sources import load_splits, load_unlabelled_splits
+from kerastl.data.sources import UNLABELLED, load_splits, load_unlabelled_splits
 from kerastl.data.split import sample_per_class, stratified_split
 from kerastl.errors import DataError
 
@@ -85,26 +87,40 @@ def load_data(spec: str, image_size: int | tuple[int, int], *, val_fraction: flo
 
 
 def load_images(spec: str, image_size: int | tuple[int, int], *, val_fraction: float = 0.2,
-                seed: int = 0) -> DataBundle:
-    """Read ``spec`` for a task that needs no labels (editing): class folders are ignored.
+                seed: int = 0, classes: str | Sequence[str | int] | None = None,
+                limit: int | None = None) -> DataBundle:
+    """Read ``spec`` for a task that needs no labels (editing, generation).
 
-    A folder may hold images directly, in sub-folders, or in ``train/ val/ test/``.
-    The bundle has one class, ``image``; validation is a seeded random share
-    of the training images where the source has no split of its own.
+    A folder may hold images directly, in sub-folders, or in ``train/ val/ test/``;
+    ``classes`` keeps only those class folders (or classes of a labelled source),
+    ``limit`` keeps that many training images (seeded). The bundle has one class,
+    ``image``; validation is a seeded random share of the training images where
+    the source has no split of its own (``val_fraction`` 0: none).
     """
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     skipped = SkippedFiles()
-    splits = load_unlabelled_splits(spec, size, skipped)
+    classes = parse_classes(classes)
+    if classes:
+        splits = {name: _unlabel(part.select_classes(classes))
+                  for name, part in load_splits(spec, size, skipped).items()}
+    else:
+        splits = load_unlabelled_splits(spec, size, skipped)
     if skipped.total:
         log.warning("%s", skipped.summary())
     train = splits["train"]
+    if limit:
+        train = sample_per_class(train, limit, seed)
     if len(train) < 2:
-        raise DataError(f"{spec}: editing needs at least 2 training images; found {len(train)}")
+        raise DataError(f"{spec}: at least 2 training images are needed; found {len(train)}")
     val = splits.get("val")
     if val is None:
         train, val = stratified_split(train, val_fraction, seed)
     return DataBundle(spec=str(spec), train=train, val=val, test=splits.get("test"),
                       skipped=skipped)
+
+
+def _unlabel(data: ImageSet) -> ImageSet:
+    return ImageSet(data.images, np.zeros(len(data), np.int64), [UNLABELLED])
 
 
 def _check_classes(spec: str, train: ImageSet) -> None:

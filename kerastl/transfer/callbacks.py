@@ -40,15 +40,18 @@ class BestModelSaver(keras.callbacks.Callback):
 class HistoryWriter(keras.callbacks.Callback):
     """One ``history.csv`` for the whole run: epoch, phase, learning rate and every metric."""
 
-    def __init__(self, run: RunDir):
+    def __init__(self, run: RunDir, learning_rate: bool = True):
         super().__init__()
         self.run = run
         self.rows: list[dict] = []
         self.phase = ""
+        self.learning_rate = learning_rate
 
     def on_epoch_end(self, epoch, logs=None):
-        learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        row = {"epoch": epoch, "phase": self.phase, "learning_rate": learning_rate}
+        row = {"epoch": epoch, "phase": self.phase}
+        if self.learning_rate:
+            row["learning_rate"] = float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate))
         row.update({key: float(value) for key, value in (logs or {}).items()
                     if key != "learning_rate"})
         self.rows.append(row)

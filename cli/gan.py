@@ -1,0 +1,152 @@
+"""Generation commands: ``gan train``, ``gan finetune``, ``gan sample``, ``gan interpolate``,
+``gan evaluate``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from kerastl_cli.main import cli
+
+
+@cli.group()
+def gan() -> None:
+    """A DCGAN: train, adapt to a few images, sample, interpolate, evaluate (FID/KID)."""
+
+
+def gan_training_options(command):
+    """Options shared by ``gan train`` and ``gan finetune``."""
+    for option in reversed([
+        click.option("--classes", help="Keep only these classes: names or indices ('0-8')."),
+        click.option("--limit", type=click.IntRange(min=1),
+                     help="Use at most N images (seeded)."),
+        click.option("--epochs", type=click.IntRange(min=1), default=10),
+        click.option("--steps-per-epoch", type=click.IntRange(min=1),
+                     help="Steps per epoch [default: one pass over the images]."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=64),
+        click.option("--d-lr", type=float, default=2e-4, help="Discriminator Adam rate."),
+        click.option("--g-lr", type=float, default=2e-4, help="Generator Adam rate."),
+        click.option("--loss", type=click.Choice(["nonsaturating", "hinge"]),
+                     default="nonsaturating"),
+        click.option("--ema-decay", type=click.FloatRange(0, 1), default=0.999,
+                     help="Generator weight average used for sampling (0: off)."),
+        click.option("--diffaugment", default="auto",
+                     help="auto (on below 1,000 images), none, or policies "
+                          "'color,translation,cutout'."),
+        click.option("--jit-compile/--no-jit-compile", default=False, help="XLA."),
+        click.option("--seed", type=int, default=0),
+        click.option("--runs-dir", type=click.Path(file_okay=False), default="runs"),
+        click.option("--name", help="Run directory name [default: gan-dcganSIZE-TIME]."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing run directory."),
+    ]):
+        command = option(command)
+    return command
+
+
+@gan.command("train")
+@click.argument("data")
+@click.option("--image-size", type=click.Choice(["32", "64", "128"]), default="32")
+@click.option("--channels", type=click.Choice(["1", "3"]),
+              help="[default: 1 if every image is gray, else 3]")
+@click.option("--latent-dim", type=click.IntRange(min=2), default=128)
+@click.option("--width", type=click.IntRange(min=4), default=64,
+              help="Discriminator's first-block filters (doubling per block); the "
+                   "generator mirrors it.")
+@click.option("--spectral-norm", is_flag=True, help="Spectral normalisation in the "
+              "discriminator.")
+@gan_training_options
+@click.pass_context
+def train(ctx: click.Context, data, image_size, channels, **options) -> None:
+    """Train a DCGAN from scratch on the images of DATA.
+
+    \b
+    Example:
+      kerastl gan train fashion_mnist --classes 0-8 --epochs 5 --width 32
+    """
+    from kerastl.gan.train import GanConfig, run_gan
+
+    config = GanConfig(data=data, image_size=int(image_size),
+                       channels=int(channels) if channels else None,
+                       verbose=ctx.obj["fit_verbose"], **options)
+    _summarise(run_gan(config))
+
+
+@gan.command("finetune")
+@click.argument("run", type=click.Path(exists=True))
+@click.argument("data")
+@click.option("--freeze-d", type=click.IntRange(min=0), default=0,
+              help="FreezeD: freeze the lowest N discriminator blocks.")
+@click.option("--d-from", type=click.Path(exists=True),
+              help="Seed the discriminator's blocks from a classifier run on the "
+                   "kerastl_small backbone (recognition -> generation).")
+@gan_training_options
+@click.pass_context
+def finetune(ctx: click.Context, run, data, **options) -> None:
+    """Adapt the GAN of RUN to the (few) images of DATA.
+
+    \b
+    Example (100 images of one class, FreezeD on two blocks):
+      kerastl gan finetune runs/gan-9classes fashion_mnist --classes 9 --limit 100 \\
+          --freeze-d 2 --epochs 50 --batch-size 32
+    """
+    from kerastl.gan.train import GanConfig, run_gan
+
+    config = GanConfig(data=data, init=run, job="gan-finetune",
+                       verbose=ctx.obj["fit_verbose"], **options)
+    _summarise(run_gan(config))
+
+
+@gan.command("sample")
+@click.argument("run", type=click.Path(exists=True))
+@click.option("--n", "count", type=click.IntRange(min=1), default=64)
+@click.option("--seed", type=int, default=0, help="Seeds the latent batch.")
+@click.option("--out", required=True, type=click.Path(),
+              help="A grid PNG, or with --separate a folder of PNGs.")
+@click.option("--separate", is_flag=True, help="One PNG per sample.")
+@click.option("--overwrite", is_flag=True)
+def sample(run, count, seed, out, separate, overwrite) -> None:
+    """Draw samples from the GAN of RUN."""
+    from kerastl.gan.sampling import sample as draw
+
+    paths = draw(run, count, out, seed, separate, overwrite)
+    click.echo(f"Wrote {len(paths)} file(s): {paths[0]}{' ...' if len(paths) > 1 else ''}")
+
+
+@gan.command("interpolate")
+@click.argument("run", type=click.Path(exists=True))
+@click.option("--steps", type=click.IntRange(min=2), default=10)
+@click.option("--rows", type=click.IntRange(min=1), default=4)
+@click.option("--seed", type=int, default=0)
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--overwrite", is_flag=True)
+def interpolate(run, steps, rows, seed, out, overwrite) -> None:
+    """Walk the latent space between random points (spherical interpolation)."""
+    from kerastl.gan.sampling import interpolate as walk
+
+    click.echo(f"Wrote {walk(run, out, steps, rows, seed, overwrite)}")
+
+
+@gan.command("evaluate")
+@click.argument("run", type=click.Path(exists=True))
+@click.option("--real", required=True, help="Data spec of the real images.")
+@click.option("--classes", help="Only these classes of --real.")
+@click.option("--n", "count", type=click.IntRange(min=2), default=2048,
+              help="Samples (and real images) to compare.")
+@click.option("--extractor", default="inception",
+              help="inception (ImageNet weights) or a kerastl classifier run (domain FID).")
+@click.option("--seed", type=int, default=0)
+def evaluate(run, real, classes, count, extractor, seed) -> None:
+    """FID and KID of the GAN of RUN against real images."""
+    from kerastl.gan.sampling import evaluate as score
+
+    click.echo(json.dumps(score(run, real, count, extractor, seed, classes), indent=2))
+
+
+def _summarise(result) -> None:
+    final = result.metrics.get("final", {})
+    figures = ", ".join(f"{k} {final[k]:.3f}" for k in ("d_loss", "g_loss", "d_real", "d_fake")
+                        if k in final)
+    click.echo(f"Last epoch: {figures}; {result.metrics.get('steps_per_second')} steps/s")
+    click.echo(f"Samples: {result.run_dir / 'plots' / 'samples_final.png'}. Run: "
+               f"{result.run_dir}")

@@ -1,0 +1,246 @@
+"""A DCGAN as a subclassed ``keras.Model`` with its own ``train_step``.
+
+Reads top to bottom like the keras.io example it follows: ``__init__``,
+``compile``, ``metrics``, ``train_step``; then sampling and serialization.
+Saved as one ``.keras`` file (both networks, the EMA generator and both
+optimizers' states), so a run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kerastl._tf import keras_module, tensorflow
+from kerastl.errors import KerastlError
+from kerastl.gan.diffaugment import diff_augment, parse_policy
+
+keras = keras_module()
+
+LOSSES = ("nonsaturating", "hinge")
+
+
+@keras.saving.register_keras_serializable(package="kerastl")
+class DCGAN(keras.Model):
+    """Generator and discriminator trained against each other.
+
+    Args:
+        generator: ``latent -> image in [-1, 1]``.
+        discriminator: ``image -> logit``.
+        loss: ``nonsaturating`` (the DCGAN default) or ``hinge``.
+        ema_decay: keep an exponential moving average of the generator's weights
+            and sample from it (0 turns it off).
+        diffaugment: DiffAugment policy applied to real and fake images in both
+            steps, such as ``"color,translation,cutout"`` (empty: none).
+
+    Example:
+        >>> from kerastl.gan import DCGAN, build_discriminator, build_generator
+        >>> gan = DCGAN(build_generator(32, 1), build_discriminator(32, 1))
+        >>> gan.compile(keras.optimizers.Adam(2e-4, 0.5), keras.optimizers.Adam(2e-4, 0.5))
+        >>> gan.fit(images_in_minus1_1, epochs=5)
+        >>> grid = gan.sample(16, seed=0)
+    """
+
+    def __init__(self, generator, discriminator, loss: str = "nonsaturating",
+                 ema_decay: float = 0.999, diffaugment: str = "", **kwargs):
+        super().__init__(**kwargs)
+        if loss not in LOSSES:
+            raise KerastlError(f"the GAN loss is nonsaturating or hinge. Received: {loss!r}")
+        # === Networks ===
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = int(generator.input_shape[-1])
+        self.ema_decay = float(ema_decay or 0.0)
+        self.ema_generator = None
+        if self.ema_decay:
+            self.ema_generator = keras.models.clone_model(generator)
+            self.ema_generator.set_weights(generator.get_weights())
+        # === Config ===
+        self.loss_name = loss
+        self.diffaugment = diffaugment or ""
+        self.policy = parse_policy(self.diffaugment)
+        self.seed_generator = keras.random.SeedGenerator(0)
+        self.d_optimizer = self.g_optimizer = None
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.d_real_tracker = keras.metrics.Mean(name="d_real")
+        self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
+        self.built = True  # both networks are functional models, built already
+
+    def call(self, latents, training=False):
+        return self.sampler(latents, training=False)
+
+    @property
+    def sampler(self):
+        """The generator samples come from: the EMA copy when there is one."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
+
+    # --- compile -----------------------------------------------------------------------
+
+    def compile(self, d_optimizer, g_optimizer, loss_fn=None, **kwargs):
+        """Two optimizers, built here on every variable that trains, so that ``fit`` under
+        a ``tf.distribute`` strategy finds them ready. ``loss_fn`` may name the loss."""
+        super().compile(**kwargs)
+        if loss_fn is not None:
+            if loss_fn not in LOSSES:
+                raise KerastlError(f"loss_fn is nonsaturating or hinge. Received: {loss_fn!r}")
+            self.loss_name = loss_fn
+        self.d_optimizer = _loss_scaled(keras.optimizers.get(d_optimizer))
+        self.g_optimizer = _loss_scaled(keras.optimizers.get(g_optimizer))
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+
+    @property
+    def metrics(self):
+        return [self.d_loss_tracker, self.g_loss_tracker, self.d_real_tracker,
+                self.d_fake_tracker]
+
+    # --- train_step --------------------------------------------------------------------
+
+    def train_step(self, data):
+        """One discriminator step, then one generator step, on a batch of real images.
+
+        ``data`` is real images in [-1, 1], or ``(real, latents)`` (``x`` and ``y`` of
+        ``fit``) to feed the latent vectors: reproducible runs, distributed comparisons.
+        """
+        tf = tensorflow()
+        real, latents, _ = keras.utils.unpack_x_y_sample_weight(data)
+        batch = tf.shape(real)[0]
+        d_latents, g_latents = (latents, latents) if latents is not None else (
+            self._latents(batch), self._latents(batch))
+
+        with tf.GradientTape() as tape:
+            fake = self.generator(d_latents, training=True)
+            real_logits = self.discriminator(self._augment(real), training=True)
+            fake_logits = self.discriminator(self._augment(fake), training=True)
+            d_loss = self._d_loss(real_logits, fake_logits)
+            scaled = self._per_replica(d_loss, self.d_optimizer)
+        self._apply(self.d_optimizer, tape.gradient(scaled, self.discriminator.trainable_variables),
+                    self.discriminator.trainable_variables)
+
+        with tf.GradientTape() as tape:
+            fake = self.generator(g_latents, training=True)
+            fake_logits_g = self.discriminator(self._augment(fake), training=True)
+            g_loss = self._g_loss(fake_logits_g)
+            scaled = self._per_replica(g_loss, self.g_optimizer)
+        self._apply(self.g_optimizer, tape.gradient(scaled, self.generator.trainable_variables),
+                    self.generator.trainable_variables)
+        self._update_ema()
+
+        self.d_loss_tracker.update_state(d_loss)
+        self.g_loss_tracker.update_state(g_loss)
+        self.d_real_tracker.update_state(tf.reduce_mean(tf.sigmoid(real_logits)))
+        self.d_fake_tracker.update_state(tf.reduce_mean(tf.sigmoid(fake_logits)))
+        return {m.name: m.result() for m in self.metrics}
+
+    def _latents(self, batch):
+        return keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+
+    def _augment(self, images):
+        return diff_augment(images, self.policy) if self.policy else images
+
+    def _d_loss(self, real_logits, fake_logits):
+        tf = tensorflow()
+        real_logits, fake_logits = tf.cast(real_logits, tf.float32), tf.cast(fake_logits,
+                                                                            tf.float32)
+        if self.loss_name == "hinge":
+            return tf.reduce_mean(tf.nn.relu(1.0 - real_logits)) + \
+                tf.reduce_mean(tf.nn.relu(1.0 + fake_logits))
+        return tf.reduce_mean(tf.nn.softplus(-real_logits)) + \
+            tf.reduce_mean(tf.nn.softplus(fake_logits))
+
+    def _g_loss(self, fake_logits):
+        tf = tensorflow()
+        fake_logits = tf.cast(fake_logits, tf.float32)
+        if self.loss_name == "hinge":
+            return -tf.reduce_mean(fake_logits)
+        return tf.reduce_mean(tf.nn.softplus(-fake_logits))
+
+    @staticmethod
+    def _per_replica(loss, optimizer):
+        """A hand-written mean over the local batch, divided by the replica count (Keras loss
+        objects do this themselves; these losses are not Keras loss objects), then scaled
+        for mixed precision."""
+        tf = tensorflow()
+        loss = loss / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype)
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            return optimizer.scale_loss(loss)
+        return loss
+
+    @staticmethod
+    def _apply(optimizer, gradients, variables):
+        optimizer.apply(gradients, variables)
+
+    def _update_ema(self):
+        """Average the generator's weights; the decay warms up as ``(1 + t) / (10 + t)`` so
+        that the average follows the first steps instead of the random initial weights."""
+        if self.ema_generator is None:
+            return
+        tf = tensorflow()
+        step = tf.cast(self.g_optimizer.iterations, tf.float32)
+        decay = tf.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
+        for average, weight in zip(self.ema_generator.weights, self.generator.weights):
+            average.assign(decay * average + (1.0 - decay) * weight)
+
+    # --- sampling ----------------------------------------------------------------------
+
+    def latents(self, count: int, seed: int = 0) -> np.ndarray:
+        """A fixed batch of latent vectors (the same for the same seed)."""
+        return np.random.default_rng(seed).standard_normal((count, self.latent_dim)) \
+            .astype(np.float32)
+
+    def generate(self, latents: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """uint8 images (N, H, W, C) from latent vectors, through :attr:`sampler`."""
+        images = self.sampler.predict(latents, batch_size=batch_size, verbose=0)
+        return to_uint8(images)
+
+    def sample(self, count: int, seed: int = 0) -> np.ndarray:
+        return self.generate(self.latents(count, seed))
+
+    # --- serialization -----------------------------------------------------------------
+
+    def get_config(self):
+        return {**super().get_config(),
+                "generator": keras.saving.serialize_keras_object(self.generator),
+                "discriminator": keras.saving.serialize_keras_object(self.discriminator),
+                "loss": self.loss_name, "ema_decay": self.ema_decay,
+                "diffaugment": self.diffaugment}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        generator = keras.saving.deserialize_keras_object(config.pop("generator"))
+        discriminator = keras.saving.deserialize_keras_object(config.pop("discriminator"))
+        return cls(generator, discriminator, **config)
+
+    def get_compile_config(self):
+        if self.d_optimizer is None:
+            return None
+        return {"d_optimizer": keras.saving.serialize_keras_object(_inner(self.d_optimizer)),
+                "g_optimizer": keras.saving.serialize_keras_object(_inner(self.g_optimizer)),
+                "loss_fn": self.loss_name}
+
+    def compile_from_config(self, config):
+        """A custom ``compile`` is not re-run on load: rebuild both optimizers here, so their
+        saved states load into them."""
+        self.compile(d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
+                     g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]),
+                     loss_fn=config.get("loss_fn"))
+
+
+def to_uint8(images) -> np.ndarray:
+    """Generator output in [-1, 1] -> uint8."""
+    return np.clip((np.asarray(images) + 1.0) * 127.5, 0, 255).round().astype(np.uint8)
+
+
+def _loss_scaled(optimizer):
+    """Under mixed_float16, wrap ``optimizer`` in a ``LossScaleOptimizer`` (once)."""
+    policy = keras.mixed_precision.global_policy().name
+    if policy == "mixed_float16" and not isinstance(optimizer,
+                                                    keras.optimizers.LossScaleOptimizer):
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def _inner(optimizer):
+    return optimizer.inner_optimizer if isinstance(
+        optimizer, keras.optimizers.LossScaleOptimizer) else optimizer

@@ -1,0 +1,128 @@
+"""DCGAN generator and discriminator for 32, 64 or 128 pixels and 1 or 3 channels.
+
+The discriminator's blocks are those of kerastl's small backbone (per block a
+3x3 conv and a strided 3x3 conv, BatchNorm, LeakyReLU 0.2, named
+``block{i}_conv{j}``), so a classifier trained on that backbone can seed them:
+transfer from recognition to generation.
+"""
+
+from __future__ import annotations
+
+from kerastl._tf import keras_module
+from kerastl.errors import KerastlError
+
+keras = keras_module()
+layers = keras.layers
+
+SIZES = (32, 64, 128)
+
+
+def check_size(image_size: int) -> None:
+    if image_size not in SIZES:
+        raise KerastlError(f"the DCGAN is built for 32, 64 or 128 px. Received: {image_size}")
+
+
+def default_widths(image_size: int, width: int = 64) -> tuple[int, ...]:
+    """Discriminator widths, doubling per block, one block per halving down to 4 px."""
+    blocks = {32: 3, 64: 4, 128: 5}[image_size]
+    return tuple(min(width * 2 ** i, 512) for i in range(blocks))
+
+
+def build_generator(image_size: int = 32, channels: int = 3, latent_dim: int = 128,
+                    width: int = 64):
+    """``z -> Dense -> 4x4 -> (Conv2DTranspose stride 2, BatchNorm, ReLU)* -> tanh image``."""
+    check_size(image_size)
+    widths = list(reversed(default_widths(image_size, width)))
+    z = keras.Input((latent_dim,), name="latent")
+    x = layers.Dense(4 * 4 * widths[0] * 2, use_bias=False, name="project")(z)
+    x = layers.BatchNormalization(momentum=0.9, name="project_bn")(x)
+    x = layers.ReLU(name="project_relu")(x)
+    x = layers.Reshape((4, 4, widths[0] * 2), name="to_map")(x)
+    for i, filters in enumerate(widths, start=1):
+        x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False,
+                                   name=f"up{i}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"up{i}_bn")(x)
+        x = layers.ReLU(name=f"up{i}_relu")(x)
+    images = layers.Conv2D(channels, 3, padding="same", activation="tanh", dtype="float32",
+                           name="to_image")(x)
+    return keras.Model(z, images, name="generator")
+
+
+def build_discriminator(image_size: int = 32, channels: int = 3, width: int = 64,
+                        spectral_norm: bool = False):
+    """``image in [-1, 1] -> blocks -> flatten -> logit``; ``spectral_norm`` wraps each conv."""
+    check_size(image_size)
+    images = keras.Input((image_size, image_size, channels), name="image")
+    x = images
+    for block, filters in enumerate(default_widths(image_size, width), start=1):
+        for conv, strides in ((1, 1), (2, 2)):
+            name = f"block{block}_conv{conv}"
+            layer = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
+                                  name=name)
+            if spectral_norm:
+                layer = layers.SpectralNormalization(layer, name=f"{name}_sn")
+            x = layer(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+            x = layers.LeakyReLU(0.2, name=f"{name}_act")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(0.2, name="dropout")(x)
+    logit = layers.Dense(1, dtype="float32", name="logit")(x)
+    return keras.Model(images, logit, name="discriminator")
+
+
+def block_names(discriminator) -> list[str]:
+    """The discriminator's block prefixes, lowest first (``block1``, ``block2``, ...)."""
+    names = []
+    for layer in discriminator.layers:
+        prefix = layer.name.split("_")[0]
+        if prefix.startswith("block") and prefix not in names:
+            names.append(prefix)
+    return names
+
+
+def freeze_blocks(discriminator, count: int) -> list[str]:
+    """FreezeD: the lowest ``count`` blocks stop training (BatchNorm in inference mode)."""
+    blocks = block_names(discriminator)
+    if count > len(blocks):
+        raise KerastlError(f"--freeze-d {count}: the discriminator has {len(blocks)} blocks")
+    frozen = blocks[:count]
+    for layer in discriminator.layers:
+        if layer.name.split("_")[0] in frozen:
+            layer.trainable = False
+    return frozen
+
+
+def seed_from_backbone(discriminator, backbone) -> list[str]:
+    """Copy the weights of every block layer the discriminator shares with ``backbone``
+    (a kerastl small backbone); 3-channel first-layer kernels are summed over their input
+    channels for a 1-channel discriminator. Returns the layers copied."""
+    copied = []
+    source = {layer.name: layer for layer in backbone.layers}
+    for layer in discriminator.layers:
+        target = layer.layer if isinstance(layer, layers.SpectralNormalization) else layer
+        donor = source.get(target.name)
+        if donor is None or not donor.weights:
+            continue
+        weights = [w.numpy() for w in donor.weights]
+        wanted = [tuple(w.shape) for w in target.weights]
+        if [tuple(w.shape) for w in weights] != wanted:
+            weights = _fit_channels(weights, wanted)
+        if weights is None:
+            raise KerastlError(f"the classifier's {donor.name} does not fit the discriminator "
+                               f"(shapes {[w.shape for w in donor.weights]} vs {wanted}): "
+                               "build the GAN with the classifier's widths")
+        target.set_weights(weights)
+        copied.append(target.name)
+    if not copied:
+        raise KerastlError("the classifier shares no block with the discriminator: seed from "
+                           "a run trained on the kerastl_small backbone")
+    return copied
+
+
+def _fit_channels(weights, wanted):
+    """A 3-channel first conv into a 1-channel one: sum over input channels (gray = R=G=B)."""
+    if len(weights) == 1 and weights[0].ndim == 4 and weights[0].shape[2] == 3 \
+            and wanted[0][2] == 1 and weights[0].shape[:2] + weights[0].shape[3:] \
+            == wanted[0][:2] + wanted[0][3:]:
+        return [weights[0].sum(axis=2, keepdims=True)]
+    return None

@@ -1,0 +1,87 @@
+"""Using a trained GAN: sample grids or files, latent interpolation, FID/KID evaluation."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from kerastl.errors import KerastlError
+from kerastl.gan.train import load_gan
+from kerastl.report import save_image_grid, square_grid
+from kerastl.runs import atomic_write
+
+
+def sample(run: str | Path, count: int, out: str | Path, seed: int = 0,
+           separate: bool = False, overwrite: bool = False) -> list[Path]:
+    """``count`` samples from the fixed latent batch of ``seed``: one grid PNG at ``out``,
+    or (``separate``) ``sample_NNNN.png`` files in the folder ``out``."""
+    gan = load_gan(run)
+    images = gan.sample(count, seed)
+    out = Path(out)
+    if not separate:
+        _refuse_existing(out, overwrite)
+        return [save_image_grid(square_grid(images), out, cell=max(images.shape[1], 64))]
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"sample_{i:04d}.png" for i in range(count)]
+    for path in paths:
+        _refuse_existing(path, overwrite)
+    for image, path in zip(images, paths):
+        atomic_write(path, _png(image))
+    return paths
+
+
+def slerp(a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
+    """Spherical interpolation from ``a`` to ``b`` (Gaussian latents live near a sphere)."""
+    unit_a, unit_b = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    angle = np.arccos(np.clip(np.dot(unit_a, unit_b), -1.0, 1.0))
+    weights = np.linspace(0.0, 1.0, steps)
+    if angle < 1e-6:
+        return np.stack([(1 - w) * a + w * b for w in weights]).astype(np.float32)
+    return np.stack([(np.sin((1 - w) * angle) * a + np.sin(w * angle) * b) / np.sin(angle)
+                     for w in weights]).astype(np.float32)
+
+
+def interpolate(run: str | Path, out: str | Path, steps: int = 10, rows: int = 4,
+                seed: int = 0, overwrite: bool = False) -> Path:
+    """A grid whose every row walks the latent space between two random points."""
+    if steps < 2:
+        raise KerastlError(f"--steps must be at least 2. Received: {steps}")
+    gan = load_gan(run)
+    ends = gan.latents(2 * rows, seed)
+    latents = np.concatenate([slerp(ends[2 * r], ends[2 * r + 1], steps) for r in range(rows)])
+    images = gan.generate(latents)
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    _refuse_existing(Path(out), overwrite)
+    return save_image_grid([list(images[r * steps:(r + 1) * steps]) for r in range(rows)],
+                           Path(out), cell=max(images.shape[1], 64))
+
+
+def evaluate(run: str | Path, real: str, count: int = 2048, extractor: str = "inception",
+             seed: int = 0, classes=None) -> dict:
+    """FID and KID of ``count`` samples against up to ``count`` real images of ``real``."""
+    from kerastl.data.bundle import load_images
+    from kerastl.metrics.generative import FeatureExtractor, fid_kid
+
+    gan = load_gan(run)
+    size, channels = gan.generator.output_shape[1], gan.generator.output_shape[-1]
+    bundle = load_images(real, size, val_fraction=0.0, seed=seed, classes=classes)
+    pool = [part.images for part in (bundle.train, bundle.test) if part is not None]
+    real_images = np.concatenate(pool)[:count]
+    real_images = real_images[..., :1] if channels == 1 else real_images
+    fake = gan.sample(count, seed + 1)
+    return fid_kid(FeatureExtractor(extractor), real_images, fake)
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _refuse_existing(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise KerastlError(f"{path} exists: pass --overwrite to replace it")

@@ -1,0 +1,238 @@
+"""Train a DCGAN from scratch, or adapt a trained one to a few target images.
+
+A run directory holds ``model.keras`` (the whole GAN, both optimizers' states
+included: saved after every epoch, so a killed run resumes), ``history.csv``,
+``plots/samples_epoch_NNN.png`` from a fixed latent batch and
+``plots/samples_final.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kerastl._tf import keras_module, tensorflow
+from kerastl.data.bundle import load_images
+from kerastl.errors import KerastlError
+from kerastl.gan.dcgan import DCGAN
+from kerastl.gan.diffaugment import DEFAULT_POLICY
+from kerastl.gan.networks import build_discriminator, build_generator, freeze_blocks, \
+    seed_from_backbone
+from kerastl.report import save_image_grid, square_grid
+from kerastl.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, RunDir, default_run_name, \
+    resolve_model_file, versions
+from kerastl.transfer.callbacks import HistoryWriter, fit_verbosity
+
+keras = keras_module()
+log = logging.getLogger("kerastl")
+
+#: Below this many target images, ``diffaugment="auto"`` turns DiffAugment on.
+DIFFAUGMENT_BELOW = 1000
+GRID_SAMPLES = 64
+
+
+@dataclasses.dataclass
+class GanConfig:
+    """Every setting of a GAN run; saved as ``config.json``.
+
+    Defaults follow DCGAN (Adam 2e-4, beta_1 0.5, batch 64) with a generator
+    EMA of 0.999 for sampling. ``channels`` defaults to 1 when every image is
+    gray. ``diffaugment`` is ``auto`` (on below 1,000 images), ``none`` or a policy.
+    Adapting (``init``: a GAN run) keeps the source's architecture; ``freeze_d``
+    freezes its lowest discriminator blocks (FreezeD); ``d_from`` seeds the
+    discriminator's blocks from a classifier run on the kerastl_small backbone.
+    """
+
+    data: str
+    image_size: int = 32
+    channels: int | None = None
+    latent_dim: int = 128
+    width: int = 64
+    epochs: int = 10
+    steps_per_epoch: int | None = None
+    batch_size: int = 64
+    d_lr: float = 2e-4
+    g_lr: float = 2e-4
+    beta_1: float = 0.5
+    loss: str = "nonsaturating"
+    ema_decay: float = 0.999
+    diffaugment: str = "auto"
+    spectral_norm: bool = False
+    classes: list[str] | None = None
+    limit: int | None = None
+    init: str | None = None
+    freeze_d: int = 0
+    d_from: str | None = None
+    jit_compile: bool = False
+    seed: int = 0
+    runs_dir: str = "runs"
+    name: str | None = None
+    overwrite: bool = False
+    job: str = "gan"
+    verbose: int | None = None
+
+
+@dataclasses.dataclass
+class GanResult:
+    gan: DCGAN
+    run_dir: Path
+    history: list[dict]
+    metrics: dict
+
+
+def train_gan(data: str, **settings) -> GanResult:
+    """Train a DCGAN on the images of ``data``; see :class:`GanConfig`.
+
+    Example:
+        >>> result = kerastl.gan.train_gan("fashion_mnist", image_size=32, epochs=5)
+        >>> result.gan.sample(16, seed=0).shape
+        (16, 32, 32, 1)
+    """
+    return run_gan(GanConfig(data=data, **settings))
+
+
+def finetune_gan(init: str, data: str, **settings) -> GanResult:
+    """Adapt the GAN of run ``init`` to the images of ``data`` (few-shot transfer)."""
+    settings.setdefault("job", "gan-finetune")
+    return run_gan(GanConfig(data=data, init=str(init), **settings))
+
+
+def run_gan(config: GanConfig, callbacks=()) -> GanResult:
+    """Run the job ``config`` describes; ``callbacks`` join kerastl's own in ``fit``."""
+    keras.utils.set_random_seed(config.seed)
+    source = load_gan(config.init) if config.init else None
+    size = source.generator.output_shape[1] if source else config.image_size
+    bundle = load_images(config.data, size, val_fraction=0.0, seed=config.seed,
+                         classes=config.classes, limit=config.limit)
+    images = bundle.train.images
+    channels = source.generator.output_shape[-1] if source else (
+        config.channels or (1 if _all_gray(images) else 3))
+    images = images[..., :1] if channels == 1 else images
+    policy = _policy(config.diffaugment, len(images))
+    gan = _build(config, source, size, channels, policy)
+    run = RunDir.create(Path(config.runs_dir) / (config.name or default_run_name(
+        config.job, f"dcgan{size}")), overwrite=config.overwrite)
+    handler = run.attach_log(log)
+    try:
+        log.info("%s: %d images at %dx%dx%d, DiffAugment %s", config.job, len(images), size,
+                 size, channels, ",".join(policy) or "off")
+        run.write_json(CONFIG_FILE, {"job": config.job, "settings": dataclasses.asdict(config),
+                                     "image_size": size, "channels": channels,
+                                     "diffaugment": ",".join(policy), "data": bundle.describe(),
+                                     "versions": versions()})
+        dataset = gan_dataset(images, config.batch_size, config.seed)
+        history = HistoryWriter(run, learning_rate=False)
+        callbacks = [history, SampleGrid(run, gan.latents(GRID_SAMPLES, config.seed)),
+                     SaveEachEpoch(run), *callbacks]
+        started = time.perf_counter()
+        gan.fit(dataset.repeat() if config.steps_per_epoch else dataset,
+                epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+                callbacks=callbacks, verbose=fit_verbosity(config.verbose))
+        elapsed = time.perf_counter() - started
+        steps = len(history.rows) * (config.steps_per_epoch or len(images) // config.batch_size)
+        metrics = {"final": history.rows[-1] if history.rows else {},
+                   "train_seconds": round(elapsed, 1),
+                   "steps_per_second": round(steps / elapsed, 2) if elapsed else None}
+        run.write_json(METRICS_FILE, metrics)
+        save_image_grid(square_grid(gan.sample(GRID_SAMPLES, config.seed)),
+                        run / "plots" / "samples_final.png", cell=max(size, 64))
+        return GanResult(gan, run.path, history.rows, metrics)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _build(config: GanConfig, source: DCGAN | None, size: int, channels: int,
+           policy: tuple[str, ...]) -> DCGAN:
+    if source is not None:
+        generator, discriminator = source.generator, source.discriminator
+    else:
+        generator = build_generator(size, channels, config.latent_dim, config.width)
+        discriminator = build_discriminator(size, channels, config.width, config.spectral_norm)
+    if config.d_from:
+        copied = seed_from_backbone(discriminator, _classifier_backbone(config.d_from))
+        log.info("discriminator seeded from %s: %d layers", config.d_from, len(copied))
+    if config.freeze_d:
+        log.info("FreezeD: %s frozen", ", ".join(freeze_blocks(discriminator, config.freeze_d)))
+    gan = DCGAN(generator, discriminator, loss=config.loss, ema_decay=config.ema_decay,
+                diffaugment=",".join(policy))
+    if source is not None and source.ema_generator is not None and gan.ema_generator is not None:
+        gan.ema_generator.set_weights(source.ema_generator.get_weights())
+    gan.compile(d_optimizer=keras.optimizers.Adam(config.d_lr, beta_1=config.beta_1),
+                g_optimizer=keras.optimizers.Adam(config.g_lr, beta_1=config.beta_1),
+                jit_compile=config.jit_compile)
+    return gan
+
+
+def _policy(diffaugment: str, count: int) -> tuple[str, ...]:
+    from kerastl.gan.diffaugment import parse_policy
+
+    if diffaugment == "auto":
+        return parse_policy(DEFAULT_POLICY if count < DIFFAUGMENT_BELOW else "none")
+    return parse_policy(diffaugment)
+
+
+def _all_gray(images: np.ndarray) -> bool:
+    sample = images[:256]
+    return bool(np.all(sample[..., 0] == sample[..., 1]) and np.all(sample[..., 1] ==
+                                                                   sample[..., 2]))
+
+
+def gan_dataset(images: np.ndarray, batch_size: int, seed: int):
+    """uint8 images -> shuffled full batches in [-1, 1]."""
+    tf = tensorflow()
+    if len(images) < batch_size:
+        raise KerastlError(f"{len(images)} images are fewer than one batch of {batch_size}: "
+                           "lower --batch-size")
+    return (tf.data.Dataset.from_tensor_slices(images)
+            .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size, drop_remainder=True)
+            .map(lambda x: tf.cast(x, tf.float32) / 127.5 - 1.0)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def load_gan(run_or_model: str | Path) -> DCGAN:
+    """The GAN of a run directory or ``.keras`` file, optimizers and their states included."""
+    gan = keras.models.load_model(resolve_model_file(run_or_model))
+    if not isinstance(gan, DCGAN):
+        raise KerastlError(f"{run_or_model} is not a kerastl GAN; train one with "
+                           "'kerastl gan train'")
+    return gan
+
+
+def _classifier_backbone(run: str):
+    from kerastl import layers  # noqa: F401 - registers Preprocess for loading
+
+    classifier = keras.models.load_model(resolve_model_file(run), compile=False)
+    try:
+        return classifier.get_layer("backbone")
+    except ValueError:
+        raise KerastlError(f"{run} has no backbone: pass a kerastl classifier run") from None
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """After each epoch, a grid from the same latent batch: ``plots/samples_epoch_NNN.png``."""
+
+    def __init__(self, run: RunDir, latents: np.ndarray):
+        super().__init__()
+        self.run, self.latents = run, latents
+
+    def on_epoch_end(self, epoch, logs=None):
+        images = self.model.generate(self.latents)
+        path = self.run / "plots" / f"samples_epoch_{epoch + 1:03d}.png"
+        save_image_grid(square_grid(images), path, cell=max(images.shape[1], 64))
+
+
+class SaveEachEpoch(keras.callbacks.Callback):
+    """The whole GAN, atomically, after every epoch: a kill loses at most the epoch running."""
+
+    def __init__(self, run: RunDir):
+        super().__init__()
+        self.run = run
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.run.save_model(self.model, MODEL_FILE)
