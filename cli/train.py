@@ -57,8 +57,13 @@ def training_options(command):
                      help="Early stopping: epochs without a better val_accuracy, per phase."),
         click.option("--seed", type=int, default=0, help="Seeds Python, NumPy, TensorFlow, "
                      "the split and augmentation."),
-        click.option("--jit-compile/--no-jit-compile", default=False,
-                     help="XLA compilation (faster per step, slower to start)."),
+        click.option("--jit-compile", type=click.Choice(["auto", "on", "off"]), default="auto",
+                     help="XLA. auto: on for backbones over 5M parameters on one device "
+                          "(ResNet50 trained 1.7x faster on a CPU), off for small ones."),
+        click.option("--precision", type=click.Choice(["float32", "mixed_float16",
+                                                       "mixed_bfloat16"]), default="float32",
+                     help="Mixed precision (the output layer stays float32); "
+                          "mixed_bfloat16 is slow on CPUs without bfloat16 units."),
         click.option("--deterministic/--no-deterministic", default=True,
                      help="TensorFlow op determinism: the same seed repeats a run exactly."),
         click.option("--feature-cache/--no-feature-cache", default=True,
@@ -93,6 +98,17 @@ def schedule_options(command):
         click.option("--train-bn", is_flag=True,
                      help="BatchNorm in unfrozen blocks trains (scale, offset, batch "
                           "statistics)."),
+        click.option("--schedule", type=click.Choice(["cosine", "onecycle", "constant"]),
+                     default="cosine", help="Rate within each phase: cosine (10%% warm-up, "
+                     "then cosine decay), onecycle, or constant."),
+        click.option("--group-factor", type=click.FloatRange(min=1.0), default=1.0,
+                     help="Discriminative rates: each lower block group trains this many "
+                          "times slower (ULMFiT: 2.6; 1: one rate)."),
+        click.option("--gradual", is_flag=True,
+                     help="Gradual unfreezing: one more block group per epoch of phase 2."),
+        click.option("--recipe", type=click.Choice(["fine_tune"]),
+                     help="fastai's fine_tune: frozen epochs then all unfrozen at lr/2, "
+                          "one-cycle, rates down to lr/100 at the lowest group."),
     ]):
         command = option(command)
     return command
@@ -245,3 +261,29 @@ def _summarise(result) -> None:
     click.echo(f"Plots: {result.run_dir / 'plots'}")
 
 
+
+
+@cli.command("lr-find")
+@click.argument("data")
+@schedule_options
+@data_options
+@training_options
+@click.option("--steps", type=click.IntRange(min=5), default=100, help="Batches in the sweep.")
+@click.option("--start-lr", type=float, default=1e-7)
+@click.option("--end-lr", type=float, default=10.0)
+@click.option("--plot", type=click.Path(dir_okay=False), default="lr_find.png",
+              help="Where the loss-vs-rate plot goes.")
+def lr_find(data, steps, start_lr, end_lr, plot, **options) -> None:
+    """Sweep the learning rate exponentially and suggest one (the model is left untouched).
+
+    It sweeps the first phase of the run these options describe: the head on a
+    frozen backbone when transferring, every layer with --weights none.
+    """
+    from kerastl.transfer.finetune import FinetuneConfig
+    from kerastl.transfer.lr_find import lr_find as sweep
+
+    result = sweep(FinetuneConfig(data=data, **_default_backbone(options)), steps, start_lr,
+                   end_lr, plot)
+    click.echo(f"Swept {len(result.rates)} rates from {result.rates[0]:.1e} to "
+               f"{result.rates[-1]:.1e}. Suggested --lr {result.suggestion:.2g} "
+               f"(steepest fall of the loss). Plot: {result.plot}")

@@ -19,11 +19,14 @@ from kerastl_cli.output import print_table
               help="Split to evaluate [default: test, else val, else all images].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
-def evaluate(model, data, split, batch_size, as_json) -> None:
-    """Evaluate MODEL (a run directory or .keras file) on DATA."""
+@click.option("--errors", "errors_plot", type=click.Path(dir_okay=False),
+              help="Save a grid of the most confident mistakes to this PNG.")
+def evaluate(model, data, split, batch_size, as_json, errors_plot) -> None:
+    """Evaluate MODEL (a run directory, .keras file or export) on DATA."""
     from kerastl.inference import evaluate as run_evaluate
 
-    report = run_evaluate(model, data, batch_size=batch_size, split=split)
+    report = run_evaluate(model, data, batch_size=batch_size, split=split,
+                          errors_plot=errors_plot)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -31,6 +34,8 @@ def evaluate(model, data, split, batch_size, as_json) -> None:
                f"accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}"
                + (f", top-5 {report['top5_accuracy']:.4f}" if "top5_accuracy" in report else ""))
     print_table([{"class": name, **values} for name, values in report["per_class"].items()])
+    if report.get("errors_plot"):
+        click.echo(f"Most confident mistakes: {report['errors_plot']}")
 
 
 @cli.command()

@@ -109,13 +109,6 @@ def _check_labels(names: list[str] | None, n_classes: int, path: Path) -> list[s
     return names
 
 
-def evaluate_imageset(classifier: Classifier, data: ImageSet, split: str,
-                      batch_size: int = 64) -> dict:
-    """The classification report of ``classifier`` on ``data``."""
-    probabilities = classifier.probabilities(data.images, batch_size)
-    return classification_report(data.labels, probabilities, data.class_names, split)
-
-
 def evaluate_heads(model, data: ImageSet, heads: list, split: str, batch_size: int = 64) -> dict:
     """Report of a Keras model on ``data``: the primary head, plus ``heads`` per extra head."""
     outputs = [model.predict_on_batch(data.images[i:i + batch_size].astype(np.float32))
@@ -132,11 +125,12 @@ def evaluate_heads(model, data: ImageSet, heads: list, split: str, batch_size: i
 
 
 def evaluate(model: str | Path, data: str, batch_size: int = 64,
-             split: str | None = None) -> dict:
+             split: str | None = None, errors_plot: str | Path | None = None) -> dict:
     """Classification report of a trained model (any format ``load_classifier`` reads) on ``data``.
 
     A pre-split folder (or a source with a test split) is evaluated on ``test``
-    (else ``val``); a plain class-per-folder tree on all its images.
+    (else ``val``); a plain class-per-folder tree on all its images. With
+    ``errors_plot``, the most confident mistakes are saved there as a grid.
     """
     classifier = load_classifier(model)
     skipped = SkippedFiles()
@@ -145,7 +139,14 @@ def evaluate(model: str | Path, data: str, batch_size: int = 64,
     if chosen not in splits:
         raise DataError(f"{data} has no {chosen!r} split; it has {sorted(splits)}")
     images = splits[chosen].relabel_to(classifier.class_names)
-    report = evaluate_imageset(classifier, images, chosen, batch_size)
+    probabilities = classifier.probabilities(images.images, batch_size)
+    report = classification_report(images.labels, probabilities, images.class_names, chosen)
+    if errors_plot:
+        from kerastl.report import plot_misclassified
+
+        written = plot_misclassified(images.images, images.labels, probabilities,
+                                     images.class_names, Path(errors_plot))
+        report["errors_plot"] = str(written) if written else None
     report.update({"data": str(data), "model": str(classifier.path), "format": classifier.kind,
                    "skipped": skipped.as_dict()})
     return report

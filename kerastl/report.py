@@ -79,16 +79,21 @@ def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str],
 
 
 def save_image_grid(rows: Sequence[Sequence[np.ndarray]], path: Path, *, cell: int = 128,
-                    titles: Sequence[str] | None = None) -> Path:
+                    titles: Sequence[str] | None = None,
+                    captions: Sequence[Sequence[str]] | None = None) -> Path:
     """Save uint8 RGB images as a grid PNG, one list per row, each cell ``cell`` px high.
 
-    ``titles`` label the columns in a strip above the first row.
+    ``titles`` label the columns in a strip above the first row; ``captions``
+    (one list per row) go in a strip under each image.
     """
     from PIL import Image, ImageDraw
 
     columns = max(len(row) for row in rows)
     header = 16 if titles else 0
-    grid = Image.new("RGB", (columns * cell, header + len(rows) * cell), "white")
+    caption = 14 if captions else 0
+    height = cell + caption
+    grid = Image.new("RGB", (columns * cell, header + len(rows) * height), "white")
+    draw = ImageDraw.Draw(grid)
     for r, row in enumerate(rows):
         for c, image in enumerate(row):
             tile = Image.fromarray(np.asarray(image, np.uint8)).convert("RGB")
@@ -98,9 +103,11 @@ def save_image_grid(rows: Sequence[Sequence[np.ndarray]], path: Path, *, cell: i
                                Image.Resampling.NEAREST if scale > 1 else
                                Image.Resampling.LANCZOS)
             grid.paste(tile, (c * cell + (cell - tile.width) // 2,
-                              header + r * cell + (cell - tile.height) // 2))
+                              header + r * height + (cell - tile.height) // 2))
+            if captions:
+                draw.text((c * cell + 2, header + r * height + cell), str(captions[r][c]),
+                          fill="black")
     if titles:
-        draw = ImageDraw.Draw(grid)
         for c, title in enumerate(titles):
             draw.text((c * cell + 4, 2), str(title), fill="black")
     path = Path(path)
@@ -118,3 +125,20 @@ def square_grid(images: np.ndarray) -> list[list[np.ndarray]]:
         images = np.repeat(images, 3, axis=-1)
     columns = int(np.ceil(np.sqrt(len(images))))
     return [list(images[i:i + columns]) for i in range(0, len(images), columns)]
+
+
+def plot_misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
+                       class_names: Sequence[str], path: Path, count: int = 32,
+                       columns: int = 8) -> Path | None:
+    """The ``count`` most confident mistakes as a captioned grid ("true > predicted p");
+    None when nothing is misclassified."""
+    predicted = probabilities.argmax(1)
+    wrong = np.flatnonzero(predicted != labels)
+    if not len(wrong):
+        return None
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:count]
+    cells = [(images[i], f"{class_names[labels[i]][:9]}>{class_names[predicted[i]][:9]} "
+                         f"{probabilities[i, predicted[i]]:.2f}") for i in wrong]
+    rows = [cells[i:i + columns] for i in range(0, len(cells), columns)]
+    return save_image_grid([[image for image, _ in row] for row in rows], path, cell=112,
+                           captions=[[text for _, text in row] for row in rows])

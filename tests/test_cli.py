@@ -136,3 +136,29 @@ def test_evaluate_rejects_a_non_run(tmp_path):
     assert result.exit_code == 1 and "not a finished kerastl run" in result.output
 
 
+
+
+def test_evaluate_draws_the_most_confident_mistakes(tmp_path):
+    import numpy as np
+
+    from kerastl.report import plot_misclassified
+
+    images = np.zeros((6, 20, 20, 3), np.uint8)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    probabilities = np.eye(3)[[0, 1, 2, 1, 2, 0]] * 0.7 + 0.1  # the last three are wrong
+    path = plot_misclassified(images, labels, probabilities, ["a", "b", "c"],
+                              tmp_path / "errors.png", columns=2)
+    assert Image.open(path).size == (2 * 112, 2 * (112 + 14))  # 3 mistakes, 2 per row
+    assert plot_misclassified(images, labels, np.eye(3)[labels], ["a", "b", "c"],
+                              tmp_path / "none.png") is None
+
+
+def test_evaluate_errors_option(cli_run, session_folder, tmp_path):
+    run, _ = cli_run
+    result = invoke("evaluate", run, session_folder, "--json", "--errors",
+                    tmp_path / "errors.png")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    has_mistakes = report["accuracy"] < 1.0
+    assert (report["errors_plot"] is not None) == has_mistakes
+    assert (tmp_path / "errors.png").exists() == has_mistakes

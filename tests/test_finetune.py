@@ -72,7 +72,7 @@ def test_balanced_class_weights_equalise_classes():
 def test_weight_decay_uses_adamw():
     import keras
 
-    from kerastl.transfer.finetune import make_optimizer
+    from kerastl.transfer.rates import make_optimizer
 
     assert isinstance(make_optimizer(1e-3, 0.01), keras.optimizers.AdamW)
     assert type(make_optimizer(1e-3)) is keras.optimizers.Adam

@@ -96,3 +96,35 @@ def test_bn_moving_statistics_move_only_with_train_bn(train_bn):
     _one_step(model)
     moved = [not np.allclose(a, b) for a, b in zip(before, _moving_means(resolved.model))]
     assert all(moved) if train_bn else not any(moved)
+
+
+def test_gradual_unfreezing_opens_exactly_one_more_group_each_epoch(small):
+    backbone, groups = small
+    phases = plan_phases(transfer=True, frozen_epochs=1, finetune_epochs=6, lr=1e-3,
+                         finetune_lr=None, unfreeze="all", train_bn=False, gradual=True,
+                         group_count=len(groups))
+    assert [p.name for p in phases] == [FROZEN, "unfreeze1", "unfreeze2", "unfreeze3",
+                                        "unfreeze4", FINETUNE]
+    assert [p.epochs for p in phases] == [1, 1, 1, 1, 1, 2]
+    opened_before = set()
+    for k, phase in enumerate(phases[1:5], start=1):
+        opened = apply_phase(backbone.model, groups, phase)
+        assert opened - opened_before == set(groups[-k])  # the next group down, alone
+        assert opened_before < opened
+        assert not any(layer.trainable for layer in backbone.model.layers
+                       if isinstance(layer, keras.layers.BatchNormalization))
+        opened_before = opened
+    assert opened_before == {name for group in groups for name in group}
+
+
+def test_fine_tune_recipe_is_one_cycle_with_rates_down_to_a_hundredth():
+    frozen, finetune = plan_phases(transfer=True, frozen_epochs=1, finetune_epochs=4, lr=2e-3,
+                                   finetune_lr=None, unfreeze="2blocks", train_bn=False,
+                                   recipe="fine_tune", group_count=4)
+    assert (frozen.epochs, frozen.schedule, frozen.unfreeze) == (1, "onecycle", "none")
+    assert (finetune.unfreeze, finetune.schedule) == ("all", "onecycle")
+    assert finetune.learning_rate == pytest.approx(1e-3)
+    assert finetune.group_factor ** 4 == pytest.approx(100.0)
+    with pytest.raises(KerastlError, match="--recipe"):
+        plan_phases(transfer=True, frozen_epochs=1, finetune_epochs=1, lr=1e-3,
+                    finetune_lr=None, unfreeze="all", train_bn=False, recipe="fit")

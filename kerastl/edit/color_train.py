@@ -25,7 +25,7 @@ from kerastl.report import plot_history, save_image_grid
 from kerastl.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, RunDir, default_run_name, \
     versions
 from kerastl.transfer.callbacks import BestModelSaver, HistoryWriter, StopOnNaN, fit_verbosity
-from kerastl.transfer.finetune import make_optimizer
+from kerastl.transfer.rates import make_optimizer
 from kerastl.transfer.model import pretrained_run_backbone, resolve_backbone
 from kerastl.transfer.schedule import apply_phase, plan_phases
 

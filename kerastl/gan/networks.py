@@ -49,20 +49,22 @@ def build_generator(image_size: int = 32, channels: int = 3, latent_dim: int = 1
 
 
 def build_discriminator(image_size: int = 32, channels: int = 3, width: int = 64,
-                        spectral_norm: bool = False):
-    """``image in [-1, 1] -> blocks -> flatten -> logit``; ``spectral_norm`` wraps each conv."""
+                        spectral_norm: bool = False, batchnorm: bool = True):
+    """``image in [-1, 1] -> blocks -> flatten -> logit``; ``spectral_norm`` wraps each conv;
+    ``batchnorm`` False drops BatchNorm (the convolutions then carry a bias)."""
     check_size(image_size)
     images = keras.Input((image_size, image_size, channels), name="image")
     x = images
     for block, filters in enumerate(default_widths(image_size, width), start=1):
         for conv, strides in ((1, 1), (2, 2)):
             name = f"block{block}_conv{conv}"
-            layer = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
-                                  name=name)
+            layer = layers.Conv2D(filters, 3, strides=strides, padding="same",
+                                  use_bias=not batchnorm, name=name)
             if spectral_norm:
                 layer = layers.SpectralNormalization(layer, name=f"{name}_sn")
             x = layer(x)
-            x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+            if batchnorm:
+                x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
             x = layers.LeakyReLU(0.2, name=f"{name}_act")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(0.2, name="dropout")(x)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from kerastl._tf import tensorflow
+from kerastl.compute import check_precision, normalise_jit, precision_policy, use_xla
 from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, layer_groups
 from kerastl.data import DataBundle, load_data, parse_classes
 from kerastl.data.pipeline import make_dataset
@@ -21,6 +22,7 @@ from kerastl.transfer.callbacks import BestModelSaver, HistoryWriter, StopOnNaN,
 from kerastl.transfer.heads import PRIMARY, Head, lookups, make_head, parse_head
 from kerastl.transfer.feature_cache import can_cache_features, features_of, split_at_features
 from kerastl.transfer.model import ResolvedBackbone, build_classifier, resolve_backbone
+from kerastl.transfer.rates import discriminative_factors, make_optimizer, make_schedule
 from kerastl.transfer.schedule import Phase, apply_phase, parse_unfreeze, plan_phases
 
 log = logging.getLogger("kerastl")
@@ -53,6 +55,10 @@ class FinetuneConfig:
     finetune_lr: float | None = None
     unfreeze: str = "all"
     train_bn: bool = False
+    schedule: str = "cosine"
+    group_factor: float = 1.0
+    gradual: bool = False
+    recipe: str | None = None
     bn_momentum: float | None = None
     dropout: float = 0.2
     augment: str = "light"
@@ -63,7 +69,8 @@ class FinetuneConfig:
     weight_decay: float = 0.0
     patience: int = 5
     seed: int = 0
-    jit_compile: bool = False
+    jit_compile: str = "auto"
+    precision: str = "float32"
     deterministic: bool = True
     feature_cache: bool = True
     heads: list[str] | None = None
@@ -86,6 +93,8 @@ class FinetuneConfig:
             raise KerastlError(f"--class-weight takes none or balanced. "
                                f"Received: {self.class_weight!r}")
         self.classes = parse_classes(self.classes)
+        self.jit_compile = normalise_jit(self.jit_compile)
+        check_precision(self.precision)
         self.data = str(self.data)
         self.weights = None if self.weights in (None, "none") else str(self.weights)
 
@@ -138,19 +147,22 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
-    backbone = resolve_backbone(config.backbone, config.weights, config.image_size,
-                                config.bn_momentum)
-    bundle = load_data(config.data, backbone.meta.image_size, val_fraction=config.val_fraction,
-                       seed=config.seed, classes=config.classes, per_class=config.per_class)
-    heads = [make_head(*parse_head(option), bundle.class_names) for option in config.heads or []]
-    run = RunDir.create(Path(config.runs_dir) / (config.name or default_run_name(
-        config.job, backbone.meta.name)), overwrite=config.overwrite)
-    handler = run.attach_log(log)
-    try:
-        return _train(config, backbone, bundle, heads, run)
-    finally:
-        log.removeHandler(handler)
-        handler.close()
+    with precision_policy(config.precision):  # before any layer is built
+        backbone = resolve_backbone(config.backbone, config.weights, config.image_size,
+                                    config.bn_momentum)
+        bundle = load_data(config.data, backbone.meta.image_size,
+                           val_fraction=config.val_fraction, seed=config.seed,
+                           classes=config.classes, per_class=config.per_class)
+        heads = [make_head(*parse_head(option), bundle.class_names)
+                 for option in config.heads or []]
+        run = RunDir.create(Path(config.runs_dir) / (config.name or default_run_name(
+            config.job, backbone.meta.name)), overwrite=config.overwrite)
+        handler = run.attach_log(log)
+        try:
+            return _train(config, backbone, bundle, heads, run)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
 
 
 def _train(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
@@ -160,7 +172,10 @@ def _train(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundl
     phases = plan_phases(transfer=backbone.transferred, frozen_epochs=config.frozen_epochs,
                          finetune_epochs=config.finetune_epochs, lr=config.lr,
                          finetune_lr=config.finetune_lr, unfreeze=config.unfreeze,
-                         train_bn=config.train_bn)
+                         train_bn=config.train_bn, schedule=config.schedule,
+                         group_factor=config.group_factor, gradual=config.gradual,
+                         recipe=config.recipe,
+                         group_count=len(layer_groups(backbone.model, backbone.spec)))
     if not backbone.transferred:
         log.info("--weights none: nothing to transfer, so every layer trains from the start "
                  "(%d epochs, BatchNorm momentum %s)", phases[0].epochs, backbone.meta.bn_momentum)
@@ -206,6 +221,7 @@ class PhaseTrainer:
         self.heads = heads or []
         self.groups = layer_groups(backbone.model, backbone.spec)
         self.one_hot = config.mixup or config.cutmix or config.label_smoothing > 0
+        self.xla = use_xla(config.jit_compile, backbone.spec.params)
         self._image_data = None
 
     def fit(self, phase: Phase) -> None:
@@ -220,8 +236,7 @@ class PhaseTrainer:
         log.info("phase %s: %d epoch(s) at lr %.2g, %d backbone layer(s) unfrozen, %s trainable "
                  "parameters%s", phase.name, phase.epochs, phase.learning_rate, len(opened),
                  f"{trainable:,}", " (head on cached features)" if cached else "")
-        fit_model.compile(optimizer=make_optimizer(phase.learning_rate, self.config.weight_decay),
-                          jit_compile=self.config.jit_compile,
+        fit_model.compile(optimizer=self._optimizer(phase, opened), jit_compile=self.xla,
                           steps_per_execution=self._steps_per_execution(), **self._objectives())
         self.history.phase = phase.name
         start = len(self.history.rows)
@@ -233,6 +248,18 @@ class PhaseTrainer:
                       epochs=start + phase.epochs, callbacks=callbacks,
                       class_weight=self._class_weight(),
                       verbose=fit_verbosity(self.config.verbose))
+
+    def _optimizer(self, phase: Phase, opened: set[str]):
+        """A fresh optimizer per phase (none meets a variable it was not built on), on the
+        phase's schedule, with per-group rates where the phase asks for them."""
+        steps = -(-len(self.bundle.train) // self.config.batch_size) * phase.epochs
+        factors = discriminative_factors(self.groups, phase.group_factor, opened) \
+            if opened and phase.group_factor != 1.0 else None
+        if factors:
+            log.info("discriminative rates: x%.3g at the lowest unfrozen group, x%.3g at the "
+                     "top one", min(factors.values()), max(factors.values()))
+        return make_optimizer(make_schedule(phase.schedule, phase.learning_rate, steps),
+                              self.config.weight_decay, factors)
 
     def _objectives(self) -> dict:
         """Loss, loss weights and metrics: one head, or one of each per head."""
@@ -279,15 +306,6 @@ class PhaseTrainer:
         """Several steps per call into TensorFlow: small models are dispatch-bound on a CPU."""
         steps = -(-len(self.bundle.train) // self.config.batch_size)
         return max(1, min(16, steps))
-
-
-def make_optimizer(learning_rate: float, weight_decay: float = 0.0):
-    """Adam, or AdamW where there is weight decay (decoupled, as AdamW's authors intend)."""
-    import keras
-
-    if weight_decay > 0:
-        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
-    return keras.optimizers.Adam(learning_rate)
 
 
 def balanced_class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:

@@ -29,6 +29,10 @@ class Phase:
             layers with weights), a fraction such as ``0.25`` (top share of those
             layers) or ``Kblocks`` (top K blocks from the registry's groups).
         train_bn: BatchNorm layers in the unfrozen part train too.
+        schedule: the rate within the phase: ``cosine`` (warm-up, then cosine decay),
+            ``onecycle`` or ``constant`` (:mod:`kerastl.transfer.rates`).
+        group_factor: discriminative rates: each unfrozen block group trains this
+            many times slower than the one above it (1: one rate for all).
     """
 
     name: str
@@ -36,26 +40,65 @@ class Phase:
     learning_rate: float
     unfreeze: str = "none"
     train_bn: bool = False
+    schedule: str = "constant"
+    group_factor: float = 1.0
+
+
+#: fastai's ``fine_tune``: the rate of the lowest block group is the head's / 100.
+FINE_TUNE_RATIO = 100.0
+RECIPES = ("fine_tune",)
 
 
 def plan_phases(*, transfer: bool, frozen_epochs: int, finetune_epochs: int, lr: float,
-                finetune_lr: float | None, unfreeze: str, train_bn: bool) -> list[Phase]:
-    """The default schedule.
+                finetune_lr: float | None, unfreeze: str, train_bn: bool,
+                schedule: str = "cosine", group_factor: float = 1.0, gradual: bool = False,
+                recipe: str | None = None, group_count: int = 1) -> list[Phase]:
+    """The schedule of a run.
 
     With transferred weights: ``frozen_epochs`` of the head alone at ``lr``, then
     ``finetune_epochs`` with the top of the backbone unfrozen at ``finetune_lr``
-    (default ``lr / 10``). Without (``--weights none``) there is nothing to keep:
+    (default ``lr / 10``), each phase on ``schedule``. ``gradual`` (ULMFiT)
+    unfreezes one more block group each epoch of the second phase, then
+    ``unfreeze``. Without transfer (``--weights none``) there is nothing to keep:
     one ``scratch`` phase of both budgets, every layer and BatchNorm training.
+
+    ``recipe="fine_tune"`` is fastai's one call: ``frozen_epochs`` (say 1) on
+    one-cycle at ``lr``, then everything unfrozen for ``finetune_epochs`` on
+    one-cycle at ``lr / 2``, discriminative rates from the head's down to 1/100 of
+    it at the lowest of ``group_count`` block groups.
     """
     parse_unfreeze(unfreeze)
     if not transfer:
-        return [Phase(SCRATCH, frozen_epochs + finetune_epochs, lr, "all", train_bn=True)]
+        return [Phase(SCRATCH, frozen_epochs + finetune_epochs, lr, "all", True, schedule)]
+    if recipe is not None:
+        return _recipe(recipe, frozen_epochs, finetune_epochs, lr, train_bn, group_count)
     phases = []
     if frozen_epochs > 0:
-        phases.append(Phase(FROZEN, frozen_epochs, lr, "none", train_bn))
+        phases.append(Phase(FROZEN, frozen_epochs, lr, "none", train_bn, schedule))
+    rate = finetune_lr if finetune_lr is not None else lr / 10
+    if gradual:
+        opened = min(finetune_epochs, group_count)
+        phases += [Phase(f"unfreeze{k}", 1, rate, f"{k}blocks", train_bn, schedule,
+                         group_factor) for k in range(1, opened + 1)]
+        finetune_epochs -= opened
     if finetune_epochs > 0:
-        rate = finetune_lr if finetune_lr is not None else lr / 10
-        phases.append(Phase(FINETUNE, finetune_epochs, rate, unfreeze, train_bn))
+        phases.append(Phase(FINETUNE, finetune_epochs, rate, unfreeze, train_bn, schedule,
+                            group_factor))
+    return phases
+
+
+def _recipe(recipe: str, frozen_epochs: int, finetune_epochs: int, lr: float, train_bn: bool,
+            group_count: int) -> list[Phase]:
+    if recipe not in RECIPES:
+        raise KerastlError(f"--recipe takes {', '.join(RECIPES)}. Received: {recipe!r}")
+    from kerastl.transfer.rates import factor_for_ratio
+
+    phases = []
+    if frozen_epochs > 0:
+        phases.append(Phase(FROZEN, frozen_epochs, lr, "none", train_bn, "onecycle"))
+    if finetune_epochs > 0:
+        phases.append(Phase(FINETUNE, finetune_epochs, lr / 2, "all", train_bn, "onecycle",
+                            factor_for_ratio(FINE_TUNE_RATIO, group_count)))
     return phases
 
 
