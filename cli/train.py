@@ -127,8 +127,10 @@ def _default_backbone(options: dict) -> dict:
 @training_options
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="Repeat a run from its config.json; options given here override it.")
+@click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
+              help="Continue an interrupted run from its last completed epoch.")
 @click.pass_context
-def finetune(ctx: click.Context, data, config_path, **options) -> None:
+def finetune(ctx: click.Context, data, config_path, resume_dir, **options) -> None:
     """Finetune a backbone on DATA: frozen backbone first, then unfreeze its top.
 
     \b
@@ -136,9 +138,14 @@ def finetune(ctx: click.Context, data, config_path, **options) -> None:
       kerastl finetune photos/ --backbone resnet50 --weights imagenet --image-size 160
       kerastl finetune sample --weights runs/my-pretrain --classes 5-9 --per-class 20
       kerastl finetune --config runs/finetune-resnet50-20261128-101010/config.json
+      kerastl finetune --resume runs/finetune-resnet50-20261128-101010
     """
-    from kerastl.transfer.finetune import FinetuneConfig, config_from_file, run_finetune
+    from kerastl.transfer.finetune import FinetuneConfig, config_from_file, resume_finetune, \
+        run_finetune
 
+    if resume_dir:
+        _summarise(resume_finetune(resume_dir))
+        return
     given = _given_options(ctx, options)
     if data is not None:
         given["data"] = data

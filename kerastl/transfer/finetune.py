@@ -11,13 +11,16 @@ import numpy as np
 
 from kerastl._tf import tensorflow
 from kerastl.compute import check_precision, normalise_jit, precision_policy, use_xla
-from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, layer_groups
+from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, BackboneMeta, build_backbone, \
+    layer_groups
 from kerastl.data import DataBundle, load_data, parse_classes
 from kerastl.data.pipeline import make_dataset
-from kerastl.errors import KerastlError
+from kerastl.errors import KerastlError, RunDirError
 from kerastl.report import plot_confusion, plot_history
-from kerastl.runs import CONFIG_FILE, HEADS_FILE, LABELS_FILE, METRICS_FILE, MODEL_FILE, \
-    RunDir, default_run_name, versions
+from kerastl.runs import CONFIG_FILE, HEADS_FILE, HISTORY_FILE, LABELS_FILE, METRICS_FILE, \
+    MODEL_FILE, RunDir, default_run_name, versions
+from kerastl.transfer.checkpoint import EpochCheckpoint, TrainingState, load_weights, \
+    remove_checkpoints, restore_optimizer, truncate_history
 from kerastl.transfer.callbacks import BestModelSaver, HistoryWriter, StopOnNaN, fit_verbosity
 from kerastl.transfer.heads import PRIMARY, Head, lookups, make_head, parse_head
 from kerastl.transfer.feature_cache import can_cache_features, features_of, split_at_features
@@ -165,8 +168,50 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
             handler.close()
 
 
+def resume_finetune(run_dir: str | Path) -> FinetuneResult:
+    """Continue an interrupted run from its last completed epoch: phase, unfrozen layers,
+    weights, optimizer state and schedule position; the data split is re-drawn from the seed.
+
+    A resumed run repeats the weights and schedule of an uninterrupted one, not its exact
+    random draws (shuffling and augmentation restart from the seed at the resumed epoch).
+    """
+    import json
+
+    tf = tensorflow()
+    import keras
+
+    run = RunDir(Path(run_dir))
+    if not (run / CONFIG_FILE).exists():
+        raise RunDirError(f"{run.path} is not a kerastl run directory (no {CONFIG_FILE})")
+    if (run / METRICS_FILE).exists():
+        raise RunDirError(f"{run.path} finished already: nothing to resume")
+    record = json.loads((run / CONFIG_FILE).read_text())
+    state = TrainingState.read(run)
+    config = FinetuneConfig(**record["settings"])
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.seed)
+    meta = BackboneMeta(**record["backbone"])
+    with precision_policy(config.precision):
+        model = build_backbone(meta.name, meta.image_size, None, meta.bn_momentum)
+        backbone = ResolvedBackbone(model, meta, transferred=record["transferred"])
+        bundle = load_data(config.data, meta.image_size, val_fraction=config.val_fraction,
+                           seed=config.seed, classes=config.classes, per_class=config.per_class)
+        heads = [make_head(*parse_head(option), bundle.class_names)
+                 for option in config.heads or []]
+        handler = run.attach_log(log)
+        log.info("resuming %s after epoch %d (phase %d)", run.path, state.epochs_done,
+                 state.phase_index + 1)
+        try:
+            return _train(config, backbone, bundle, heads, run, resume=state)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+
+
 def _train(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
-           heads: list[Head], run: RunDir) -> FinetuneResult:
+           heads: list[Head], run: RunDir, resume: TrainingState | None = None
+           ) -> FinetuneResult:
     import keras
 
     phases = plan_phases(transfer=backbone.transferred, frozen_epochs=config.frozen_epochs,
@@ -183,21 +228,32 @@ def _train(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundl
     model = build_classifier(backbone, bundle.num_classes, dropout=config.dropout,
                              train_bn=any(p.train_bn for p in phases),
                              extra_heads={h.name: len(h.class_names) for h in heads})
-    run.write_json(CONFIG_FILE, _config_record(config, backbone, bundle, phases, heads))
-    run.write_text(LABELS_FILE, "\n".join(bundle.class_names) + "\n")
-    if heads:
-        run.write_json(HEADS_FILE, {PRIMARY: bundle.class_names,
-                                    **{h.name: list(h.class_names) for h in heads}})
-
+    if resume is None:
+        _write_run_files(run, config, backbone, bundle, phases, heads)
     monitor = f"val_{PRIMARY}_accuracy" if heads else "val_accuracy"
     history, best = HistoryWriter(run), BestModelSaver(run, model, monitor)
-    trainer = PhaseTrainer(config, model, backbone, bundle, run, history, best, heads)
-    phase_starts: dict[str, int] = {}
+    state = resume or TrainingState(0, 0, 0, False, best.best, None, {})
+    if resume is not None:
+        load_weights(run, resume, model)
+        history.rows = truncate_history(run / HISTORY_FILE, resume.epochs_done)
+        best.best, best.best_epoch = resume.best, resume.best_epoch
+    checkpoint = EpochCheckpoint(run, model, state, best)
+    trainer = PhaseTrainer(config, model, backbone, bundle, run, history, best, heads, checkpoint)
     started = time.perf_counter()
-    for phase in phases:
-        phase_starts[phase.name] = len(history.rows)
-        trainer.fit(phase)
+    for index, phase in enumerate(phases):
+        if index < state.phase_index or (index == state.phase_index and state.phase_finished):
+            continue
+        continuing = resume is not None and index == state.phase_index
+        if not continuing:
+            state.phase_index, state.phase_start = index, len(history.rows)
+            state.phase_finished = False
+            state.phase_starts[phase.name] = state.phase_start
+        trainer.fit(phase, state.phase_start, restore_optimizer_state=continuing)
+        state.phase_finished = True
+        checkpoint.save()
     elapsed = time.perf_counter() - started
+    remove_checkpoints(run)
+    phase_starts = state.phase_starts
 
     best_model = keras.models.load_model(run / MODEL_FILE)
     metrics = _evaluate_splits(best_model, bundle, config.batch_size, heads)
@@ -215,16 +271,18 @@ class PhaseTrainer:
 
     def __init__(self, config: FinetuneConfig, model, backbone: ResolvedBackbone,
                  bundle: DataBundle, run: RunDir, history: HistoryWriter, best: BestModelSaver,
-                 heads: list[Head] | None = None):
+                 heads: list[Head] | None = None, checkpoint: EpochCheckpoint | None = None):
         self.config, self.model, self.backbone, self.bundle = config, model, backbone, bundle
-        self.run, self.history, self.best = run, history, best
+        self.run, self.history, self.best, self.checkpoint = run, history, best, checkpoint
         self.heads = heads or []
         self.groups = layer_groups(backbone.model, backbone.spec)
         self.one_hot = config.mixup or config.cutmix or config.label_smoothing > 0
         self.xla = use_xla(config.jit_compile, backbone.spec.params)
         self._image_data = None
 
-    def fit(self, phase: Phase) -> None:
+    def fit(self, phase: Phase, start: int, restore_optimizer_state: bool = False) -> None:
+        """Train ``phase``, whose first epoch is ``start``; with ``restore_optimizer_state``,
+        continue it from the checkpoint (epochs done, optimizer variables)."""
         import keras
 
         opened = apply_phase(self.backbone.model, self.groups, phase)
@@ -236,15 +294,21 @@ class PhaseTrainer:
         log.info("phase %s: %d epoch(s) at lr %.2g, %d backbone layer(s) unfrozen, %s trainable "
                  "parameters%s", phase.name, phase.epochs, phase.learning_rate, len(opened),
                  f"{trainable:,}", " (head on cached features)" if cached else "")
-        fit_model.compile(optimizer=self._optimizer(phase, opened), jit_compile=self.xla,
+        optimizer = self._optimizer(phase, opened)
+        first = start
+        if restore_optimizer_state:
+            restore_optimizer(self.run, self.checkpoint.state, optimizer,
+                              fit_model.trainable_variables)
+            first = self.checkpoint.state.epochs_done
+        fit_model.compile(optimizer=optimizer, jit_compile=self.xla,
                           steps_per_execution=self._steps_per_execution(), **self._objectives())
         self.history.phase = phase.name
-        start = len(self.history.rows)
-        callbacks = [self.best, self.history, StopOnNaN(),
+        callbacks = [self.best, self.history, *([self.checkpoint] if self.checkpoint else []),
+                     StopOnNaN(),
                      keras.callbacks.EarlyStopping(self.best.monitor, mode="max",
                                                    patience=self.config.patience),
                      keras.callbacks.TensorBoard(str(self.run / "logs"), write_graph=False)]
-        fit_model.fit(train_ds, validation_data=val_ds, initial_epoch=start,
+        fit_model.fit(train_ds, validation_data=val_ds, initial_epoch=first,
                       epochs=start + phase.epochs, callbacks=callbacks,
                       class_weight=self._class_weight(),
                       verbose=fit_verbosity(self.config.verbose))
@@ -339,6 +403,15 @@ def _save_backbone(run: RunDir, model, backbone: ResolvedBackbone, bundle: DataB
     run.write_text(BACKBONE_META, meta.to_json() + "\n")
 
 
+def _write_run_files(run: RunDir, config: FinetuneConfig, backbone: ResolvedBackbone,
+                     bundle: DataBundle, phases: list[Phase], heads: list[Head]) -> None:
+    run.write_json(CONFIG_FILE, _config_record(config, backbone, bundle, phases, heads))
+    run.write_text(LABELS_FILE, "\n".join(bundle.class_names) + "\n")
+    if heads:
+        run.write_json(HEADS_FILE, {PRIMARY: bundle.class_names,
+                                    **{h.name: list(h.class_names) for h in heads}})
+
+
 def _log_data(bundle: DataBundle) -> None:
     counts = bundle.describe()
     log.info("data %s: %d classes, %d train / %d val / %d test images", bundle.spec,
@@ -349,6 +422,7 @@ def _config_record(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: D
                    phases: list[Phase], heads: list[Head]) -> dict:
     return {"job": config.job, "settings": dataclasses.asdict(config),
             "seed": config.seed, "backbone": dataclasses.asdict(backbone.meta),
+            "transferred": backbone.transferred,
             "phases": [dataclasses.asdict(p) for p in phases], "data": bundle.describe(),
             "heads": [h.as_dict() for h in heads], "versions": versions()}
 

@@ -1,0 +1,121 @@
+"""Checkpoints that survive SIGKILL, and what a resumed run reads back.
+
+After every epoch: the classifier's weights and the optimizer's variables go to
+files named by the epoch (``checkpoints/epoch_NNN.weights.h5`` and
+``epoch_NNN.optimizer.npz``), each written to a temporary name and renamed;
+then ``checkpoints/state.json`` (phase, epochs done, best score) is replaced
+atomically to point at them; then older epochs' files are removed. A kill at
+any moment leaves ``state.json`` pointing at a complete pair.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from kerastl._tf import keras_module
+from kerastl.errors import RunDirError
+from kerastl.runs import RunDir, atomic_write, atomic_write_text
+
+keras = keras_module()
+
+STATE_FILE = "state.json"
+
+
+@dataclasses.dataclass
+class TrainingState:
+    """Where a run stood after its last completed epoch."""
+
+    phase_index: int
+    phase_start: int
+    epochs_done: int
+    phase_finished: bool
+    best: float
+    best_epoch: int | None
+    phase_starts: dict[str, int]
+
+    @classmethod
+    def read(cls, run: RunDir) -> "TrainingState":
+        path = run / "checkpoints" / STATE_FILE
+        if not path.exists():
+            raise RunDirError(f"{run.path} has no checkpoint: it stopped before its first epoch "
+                              "ended; start it again")
+        return cls(**json.loads(path.read_text()))
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Write the checkpoint of each finished epoch (see the module docstring)."""
+
+    def __init__(self, run: RunDir, classifier, state: TrainingState, best):
+        super().__init__()
+        self.run, self.classifier, self.state, self.best = run, classifier, state, best
+        self.folder = run / "checkpoints"
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.state.epochs_done = epoch + 1
+        self.save()
+
+    def save(self) -> None:
+        epoch = self.state.epochs_done
+        weights = self.folder / f"epoch_{epoch:03d}.weights.h5"
+        tmp = self.folder / f".epoch_{epoch:03d}.tmp.weights.h5"  # Keras wants the suffix
+        self.classifier.save_weights(tmp)
+        os.replace(tmp, weights)
+        variables = {str(i): v.numpy() for i, v in enumerate(self.model.optimizer.variables)}
+        atomic_write(self.folder / f"epoch_{epoch:03d}.optimizer.npz", _npz(variables))
+        self.state.best, self.state.best_epoch = self.best.best, self.best.best_epoch
+        atomic_write_text(self.folder / STATE_FILE,
+                          json.dumps(dataclasses.asdict(self.state), indent=2) + "\n")
+        for old in self.folder.glob("epoch_*"):
+            if not old.name.startswith(f"epoch_{epoch:03d}."):
+                old.unlink(missing_ok=True)
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def load_weights(run: RunDir, state: TrainingState, classifier) -> None:
+    classifier.load_weights(run / "checkpoints" / f"epoch_{state.epochs_done:03d}.weights.h5")
+
+
+def restore_optimizer(run: RunDir, state: TrainingState, optimizer, variables) -> None:
+    """Build ``optimizer`` on ``variables`` and load the checkpoint's values into it
+    (iterations included, so a schedule resumes where it was)."""
+    optimizer.build(variables)
+    path = run / "checkpoints" / f"epoch_{state.epochs_done:03d}.optimizer.npz"
+    with np.load(path) as saved:
+        values = [saved[str(i)] for i in range(len(saved.files))]
+    if len(values) != len(optimizer.variables):
+        raise RunDirError(f"the checkpoint's optimizer has {len(values)} variables, the rebuilt "
+                          f"one {len(optimizer.variables)}: the run's settings changed?")
+    for variable, value in zip(optimizer.variables, values):
+        variable.assign(value)
+
+
+def remove_checkpoints(run: RunDir) -> None:
+    """After a run has finished, its per-epoch files are no longer needed."""
+    for old in (run / "checkpoints").glob("epoch_*"):
+        old.unlink(missing_ok=True)
+
+
+def truncate_history(path: Path, epochs: int) -> list[dict]:
+    """History rows of the epochs a checkpoint covers (a kill can leave one more)."""
+    import csv
+
+    if not path.exists():
+        return []
+    with path.open() as handle:
+        rows = [{k: (v if k == "phase" else float(v) if v not in ("", None) else None)
+                 for k, v in row.items()} for row in csv.DictReader(handle)]
+    for row in rows:
+        row["epoch"] = int(row["epoch"])
+    return rows[:epochs]
