@@ -69,6 +69,14 @@ def training_options(command):
         click.option("--feature-cache/--no-feature-cache", default=True,
                      help="Frozen phase without augmentation: compute backbone features "
                           "once and train the head on them."),
+        click.option("--strategy", type=click.Choice(["auto", "default", "mirrored",
+                                                      "multiworker", "tpu"]), default="auto",
+                     help="tf.distribute strategy. auto: mirrored over 2+ GPUs, else one "
+                          "device. multiworker reads TF_CONFIG."),
+        click.option("--devices", help="Devices for mirrored, e.g. gpu:0,gpu:1 [default: "
+                     "every GPU]."),
+        click.option("--scale-lr", is_flag=True, help="Multiply the learning rates by the "
+                     "number of replicas (the batch size given is global)."),
         click.option("--runs-dir", type=click.Path(file_okay=False), default="runs"),
         click.option("--name", help="Run directory name [default: JOB-BACKBONE-TIME]."),
         click.option("--overwrite", is_flag=True, help="Replace an existing run directory."),

@@ -110,16 +110,16 @@ def _check_labels(names: list[str] | None, n_classes: int, path: Path) -> list[s
 
 
 def evaluate_heads(model, data: ImageSet, heads: list, split: str, batch_size: int = 64) -> dict:
-    """Report of a Keras model on ``data``: the primary head, plus ``heads`` per extra head."""
-    outputs = [model.predict_on_batch(data.images[i:i + batch_size].astype(np.float32))
-               for i in range(0, len(data), batch_size)]
+    """Report of a Keras model on ``data``: the primary head, plus ``heads`` per extra head.
+
+    ``predict`` rather than ``predict_on_batch``: under a multi-replica strategy the
+    latter returns every replica's copy of a batch."""
+    outputs = model.predict(data.images.astype(np.float32), batch_size=batch_size, verbose=0)
     if not heads:
-        return classification_report(data.labels, np.concatenate(outputs), data.class_names,
-                                     split)
-    merged = {key: np.concatenate([o[key] for o in outputs]) for key in outputs[0]}
-    report = classification_report(data.labels, merged["class"], data.class_names, split)
+        return classification_report(data.labels, outputs, data.class_names, split)
+    report = classification_report(data.labels, outputs["class"], data.class_names, split)
     report["heads"] = {head.name: classification_report(
-        np.asarray(head.lookup)[data.labels], merged[head.name], list(head.class_names), split)
+        np.asarray(head.lookup)[data.labels], outputs[head.name], list(head.class_names), split)
         for head in heads}
     return report
 

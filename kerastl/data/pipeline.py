@@ -33,13 +33,16 @@ def augmentation_layers(preset: str, seed: int) -> list:
 
 def make_dataset(data: ImageSet, batch_size: int, *, training: bool = False, seed: int = 0,
                  augment: str = "none", mixup: bool = False, cutmix: bool = False,
-                 one_hot: bool = False, label_maps: dict | None = None):
+                 one_hot: bool = False, label_maps: dict | None = None,
+                 drop_remainder: bool = False):
     """A batched, prefetched ``tf.data.Dataset`` of (float32 images 0-255, labels).
 
     With ``training`` the data is reshuffled each epoch and augmented. Labels are
     class indices, or one-hot with ``one_hot`` (which ``mixup`` and ``cutmix`` need).
     With ``label_maps`` ({head: lookup array over the classes}) labels become a
     dict: the class index under ``"class"`` and each head's label under its name.
+    ``drop_remainder`` drops a last, smaller batch (several replicas must not see
+    an uneven split: their gradient all-reduce then fails on mismatched shapes).
     """
     if (mixup or cutmix) and not one_hot:
         raise ValueError("mixup and cutmix mix labels: pass one_hot=True")
@@ -52,7 +55,7 @@ def make_dataset(data: ImageSet, batch_size: int, *, training: bool = False, see
     dataset = tf.data.Dataset.range(len(data))
     if training:
         dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size).map(
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).map(
         lambda index: (tf.gather(images_in_memory, index), tf.gather(labels_in_memory, index)))
     layers = augmentation_layers(augment, seed) if training else []
     mixers = _mixers(mixup, cutmix, seed) if training else []
@@ -74,7 +77,16 @@ def make_dataset(data: ImageSet, batch_size: int, *, training: bool = False, see
 
     dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=True)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return with_data_sharding(dataset.prefetch(tf.data.AUTOTUNE))
+
+
+def with_data_sharding(dataset):
+    """Shard by batch across workers (``AutoShardPolicy.DATA``): the images are in memory, not
+    in files a ``FILE`` policy could split."""
+    tf = tensorflow()
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def _mixers(mixup: bool, cutmix: bool, seed: int) -> list:

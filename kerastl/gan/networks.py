@@ -29,19 +29,22 @@ def default_widths(image_size: int, width: int = 64) -> tuple[int, ...]:
 
 
 def build_generator(image_size: int = 32, channels: int = 3, latent_dim: int = 128,
-                    width: int = 64):
-    """``z -> Dense -> 4x4 -> (Conv2DTranspose stride 2, BatchNorm, ReLU)* -> tanh image``."""
+                    width: int = 64, sync_bn: bool = False):
+    """``z -> Dense -> 4x4 -> (Conv2DTranspose stride 2, BatchNorm, ReLU)* -> tanh image``.
+
+    ``sync_bn``: BatchNorm statistics over the global batch under a ``tf.distribute``
+    strategy (else per replica)."""
     check_size(image_size)
     widths = list(reversed(default_widths(image_size, width)))
     z = keras.Input((latent_dim,), name="latent")
     x = layers.Dense(4 * 4 * widths[0] * 2, use_bias=False, name="project")(z)
-    x = layers.BatchNormalization(momentum=0.9, name="project_bn")(x)
+    x = layers.BatchNormalization(momentum=0.9, synchronized=sync_bn, name="project_bn")(x)
     x = layers.ReLU(name="project_relu")(x)
     x = layers.Reshape((4, 4, widths[0] * 2), name="to_map")(x)
     for i, filters in enumerate(widths, start=1):
         x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False,
                                    name=f"up{i}")(x)
-        x = layers.BatchNormalization(momentum=0.9, name=f"up{i}_bn")(x)
+        x = layers.BatchNormalization(momentum=0.9, synchronized=sync_bn, name=f"up{i}_bn")(x)
         x = layers.ReLU(name=f"up{i}_relu")(x)
     images = layers.Conv2D(channels, 3, padding="same", activation="tanh", dtype="float32",
                            name="to_image")(x)
@@ -49,9 +52,11 @@ def build_generator(image_size: int = 32, channels: int = 3, latent_dim: int = 1
 
 
 def build_discriminator(image_size: int = 32, channels: int = 3, width: int = 64,
-                        spectral_norm: bool = False, batchnorm: bool = True):
+                        spectral_norm: bool = False, batchnorm: bool = True,
+                        sync_bn: bool = False):
     """``image in [-1, 1] -> blocks -> flatten -> logit``; ``spectral_norm`` wraps each conv;
-    ``batchnorm`` False drops BatchNorm (the convolutions then carry a bias)."""
+    ``batchnorm`` False drops BatchNorm (the convolutions then carry a bias); ``sync_bn``
+    as in :func:`build_generator`."""
     check_size(image_size)
     images = keras.Input((image_size, image_size, channels), name="image")
     x = images
@@ -64,7 +69,8 @@ def build_discriminator(image_size: int = 32, channels: int = 3, width: int = 64
                 layer = layers.SpectralNormalization(layer, name=f"{name}_sn")
             x = layer(x)
             if batchnorm:
-                x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+                x = layers.BatchNormalization(momentum=0.9, synchronized=sync_bn,
+                                              name=f"{name}_bn")(x)
             x = layers.LeakyReLU(0.2, name=f"{name}_act")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(0.2, name="dropout")(x)

@@ -15,6 +15,7 @@ from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, BackboneMeta, build_
     layer_groups
 from kerastl.data import DataBundle, load_data, parse_classes
 from kerastl.data.pipeline import make_dataset
+from kerastl.distribute import describe, make_strategy, replica_safe_batch
 from kerastl.errors import KerastlError, RunDirError
 from kerastl.report import plot_confusion, plot_history
 from kerastl.runs import CONFIG_FILE, HEADS_FILE, HISTORY_FILE, LABELS_FILE, METRICS_FILE, \
@@ -58,6 +59,9 @@ class FinetuneConfig:
     finetune_lr: float | None = None
     unfreeze: str = "all"
     train_bn: bool = False
+    strategy: str = "auto"
+    devices: str | None = None
+    scale_lr: bool = False
     schedule: str = "cosine"
     group_factor: float = 1.0
     gradual: bool = False
@@ -150,7 +154,8 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
-    with precision_policy(config.precision):  # before any layer is built
+    strategy = _strategy(config)
+    with precision_policy(config.precision), strategy.scope():  # before any layer is built
         backbone = resolve_backbone(config.backbone, config.weights, config.image_size,
                                     config.bn_momentum)
         bundle = load_data(config.data, backbone.meta.image_size,
@@ -192,7 +197,8 @@ def resume_finetune(run_dir: str | Path) -> FinetuneResult:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
     meta = BackboneMeta(**record["backbone"])
-    with precision_policy(config.precision):
+    strategy = _strategy(config)
+    with precision_policy(config.precision), strategy.scope():
         model = build_backbone(meta.name, meta.image_size, None, meta.bn_momentum)
         backbone = ResolvedBackbone(model, meta, transferred=record["transferred"])
         bundle = load_data(config.data, meta.image_size, val_fraction=config.val_fraction,
@@ -277,7 +283,8 @@ class PhaseTrainer:
         self.heads = heads or []
         self.groups = layer_groups(backbone.model, backbone.spec)
         self.one_hot = config.mixup or config.cutmix or config.label_smoothing > 0
-        self.xla = use_xla(config.jit_compile, backbone.spec.params)
+        self.replicas = tensorflow().distribute.get_strategy().num_replicas_in_sync
+        self.xla = use_xla(config.jit_compile, backbone.spec.params, self.replicas)
         self._image_data = None
 
     def fit(self, phase: Phase, start: int, restore_optimizer_state: bool = False) -> None:
@@ -346,9 +353,10 @@ class PhaseTrainer:
             maps = lookups(self.heads) if self.heads else None
             train = make_dataset(self.bundle.train, config.batch_size, training=True,
                                  seed=config.seed, augment=config.augment, mixup=config.mixup,
-                                 cutmix=config.cutmix, one_hot=self.one_hot, label_maps=maps)
+                                 cutmix=config.cutmix, one_hot=self.one_hot, label_maps=maps,
+                                 drop_remainder=self.replicas > 1)
             val = make_dataset(self.bundle.val, config.batch_size, one_hot=self.one_hot,
-                               label_maps=maps)
+                               label_maps=maps, drop_remainder=self.replicas > 1)
             self._image_data = (train, val)
         return self._image_data
 
@@ -358,8 +366,8 @@ class PhaseTrainer:
         train = features_of(extractor, self.bundle.train, size)
         val = features_of(extractor, self.bundle.val, size)
         return (head, make_dataset(train, size, training=True, seed=self.config.seed,
-                                   one_hot=self.one_hot),
-                make_dataset(val, size, one_hot=self.one_hot))
+                                   one_hot=self.one_hot, drop_remainder=self.replicas > 1),
+                make_dataset(val, size, one_hot=self.one_hot, drop_remainder=self.replicas > 1))
 
     def _class_weight(self) -> dict[int, float] | None:
         if self.config.class_weight != "balanced":
@@ -367,7 +375,12 @@ class PhaseTrainer:
         return balanced_class_weights(self.bundle.train.labels, self.bundle.num_classes)
 
     def _steps_per_execution(self) -> int:
-        """Several steps per call into TensorFlow: small models are dispatch-bound on a CPU."""
+        """Several steps per call into TensorFlow: small models are dispatch-bound on a CPU.
+
+        One under a multi-replica strategy: Keras 3.15's multi-step loop there fails with
+        "You must feed a value for placeholder tensor ... while/cond"."""
+        if self.replicas > 1:
+            return 1
         steps = -(-len(self.bundle.train) // self.config.batch_size)
         return max(1, min(16, steps))
 
@@ -384,7 +397,9 @@ def _evaluate_splits(model, bundle: DataBundle, batch_size: int,
     """Reports per split; with extra heads, the primary's figures plus ``heads`` per head."""
     from kerastl.inference import evaluate_heads
 
-    return {split: evaluate_heads(model, data, heads or [], split, batch_size)
+    replicas = tensorflow().distribute.get_strategy().num_replicas_in_sync
+    return {split: evaluate_heads(model, data, heads or [], split,
+                                  replica_safe_batch(len(data), batch_size, replicas))
             for split, data in (("val", bundle.val), ("test", bundle.test))
             if data is not None and len(data)}
 
@@ -401,6 +416,19 @@ def _save_backbone(run: RunDir, model, backbone: ResolvedBackbone, bundle: DataB
                                source_data=bundle.spec)
     run.save_model(model.get_layer("backbone"), BACKBONE_FILE)
     run.write_text(BACKBONE_META, meta.to_json() + "\n")
+
+
+def _strategy(config: FinetuneConfig):
+    """The run's ``tf.distribute`` strategy; with ``scale_lr``, rates times the replicas."""
+    strategy = make_strategy(config.strategy, config.devices)
+    replicas = strategy.num_replicas_in_sync
+    log.info("%s", describe(strategy, config.batch_size))
+    if config.scale_lr and replicas > 1:
+        config.lr *= replicas
+        config.finetune_lr = config.finetune_lr * replicas if config.finetune_lr else None
+        log.info("--scale-lr: learning rate x%d = %.3g", replicas, config.lr)
+        config.scale_lr = False  # scaled once; config.json records the rates used
+    return strategy
 
 
 def _write_run_files(run: RunDir, config: FinetuneConfig, backbone: ResolvedBackbone,
