@@ -420,6 +420,10 @@ def _save_backbone(run: RunDir, model, backbone: ResolvedBackbone, bundle: DataB
 
 def _strategy(config: FinetuneConfig):
     """The run's ``tf.distribute`` strategy; with ``scale_lr``, rates times the replicas."""
+    if config.strategy == "multiworker":
+        raise KerastlError("--strategy multiworker is not supported yet: Keras 3's fit fails "
+                           "under MultiWorkerMirroredStrategy (keras#20585) and kerastl's own "
+                           "training loop for it is not written; use mirrored on one machine")
     strategy = make_strategy(config.strategy, config.devices)
     replicas = strategy.num_replicas_in_sync
     log.info("%s", describe(strategy, config.batch_size))
