@@ -426,7 +426,8 @@ def _strategy(config: FinetuneConfig):
                            "training loop for it is not written; use mirrored on one machine")
     strategy = make_strategy(config.strategy, config.devices)
     replicas = strategy.num_replicas_in_sync
-    log.info("%s", describe(strategy, config.batch_size))
+    if replicas > 1:  # one device: nothing worth a line
+        log.info("%s", describe(strategy, config.batch_size))
     if config.scale_lr and replicas > 1:
         config.lr *= replicas
         config.finetune_lr = config.finetune_lr * replicas if config.finetune_lr else None
