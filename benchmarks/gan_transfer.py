@@ -64,7 +64,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target-class", type=int, default=9)
     parser.add_argument("--target-images", type=int, default=100)
-    parser.add_argument("--source-images", type=int, default=2000, help="per source class")
+    parser.add_argument("--source-images", type=int, default=2000,
+                        help="per source class on average (a seeded draw of 9x this many)")
     parser.add_argument("--source-epochs", type=int, default=4)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -85,7 +86,8 @@ def main() -> None:
         runs = args.runs or scratch
         extractor = FeatureExtractor(args.extractor or classifier(runs, "judge", None, 3))
         source_clf = classifier(runs, "source_clf", source_classes, 3)
-        source = train_gan("fashion_mnist", classes=source_classes, limit=args.source_images,
+        source = train_gan("fashion_mnist", classes=source_classes,
+                           limit=args.source_images * 9,
                            width=args.width, epochs=args.source_epochs,
                            batch_size=64, seed=args.seed, runs_dir=runs, name="source",
                            overwrite=True, verbose=0)
