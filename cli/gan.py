@@ -97,6 +97,17 @@ def finetune(ctx: click.Context, run, data, **options) -> None:
     _summarise(run_gan(config))
 
 
+@gan.command("resume")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="Train up to this many epochs in all [default: the run's own].")
+def resume(run, epochs) -> None:
+    """Continue the GAN run RUN from its last saved epoch (both optimizers' states included)."""
+    from kerastl.gan.train import resume_gan
+
+    _summarise(resume_gan(run, epochs))
+
+
 @gan.command("sample")
 @click.argument("run", type=click.Path(exists=True))
 @click.option("--n", "count", type=click.IntRange(min=1), default=64)

@@ -230,3 +230,25 @@ def test_slerp_ends_at_both_points():
     path = slerp(a, b, 5)
     np.testing.assert_allclose(path[0], a, atol=1e-6)
     np.testing.assert_allclose(path[-1], b, atol=1e-6)
+
+
+def test_gan_resume_continues_from_the_saved_epoch_and_optimizer_state(tmp_path):
+    import csv
+
+    from click.testing import CliRunner
+
+    from kerastl.gan.train import load_gan, train_gan
+    from kerastl_cli.main import cli
+
+    result = train_gan("sample", image_size=32, width=8, latent_dim=16, epochs=1,
+                       steps_per_epoch=2, batch_size=16, runs_dir=str(tmp_path), name="g",
+                       verbose=0)
+    assert int(load_gan(result.run_dir).d_optimizer.iterations.numpy()) == 2
+    resumed = CliRunner().invoke(cli, ["gan", "resume", str(result.run_dir), "--epochs", "2"])
+    assert resumed.exit_code == 0, resumed.output
+    assert int(load_gan(result.run_dir).d_optimizer.iterations.numpy()) == 4  # 2 + 2 steps
+    with (result.run_dir / "history.csv").open() as handle:
+        assert [int(float(row["epoch"])) for row in csv.DictReader(handle)] == [0, 1]
+    assert (result.run_dir / "plots" / "samples_epoch_002.png").exists()
+    again = CliRunner().invoke(cli, ["gan", "resume", str(result.run_dir)])
+    assert again.exit_code == 1 and "finished already" in again.output

@@ -23,8 +23,8 @@ from kerastl.gan.diffaugment import DEFAULT_POLICY
 from kerastl.gan.networks import build_discriminator, build_generator, freeze_blocks, \
     seed_from_backbone
 from kerastl.report import save_image_grid, square_grid
-from kerastl.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, RunDir, default_run_name, \
-    resolve_model_file, versions
+from kerastl.runs import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, RunDir, \
+    default_run_name, resolve_model_file, versions
 from kerastl.transfer.callbacks import HistoryWriter, fit_verbosity
 
 keras = keras_module()
@@ -106,34 +106,66 @@ def run_gan(config: GanConfig, callbacks=()) -> GanResult:
     keras.utils.set_random_seed(config.seed)
     source = load_gan(config.init) if config.init else None
     size = source.generator.output_shape[1] if source else config.image_size
+    images = _images(config, size, source.generator.output_shape[-1] if source else None)
+    policy = _policy(config.diffaugment, len(images))
+    gan = _build(config, source, size, images.shape[-1], policy)
+    run = RunDir.create(Path(config.runs_dir) / (config.name or default_run_name(
+        config.job, f"dcgan{size}")), overwrite=config.overwrite)
+    run.write_json(CONFIG_FILE, {"job": config.job, "settings": dataclasses.asdict(config),
+                                 "image_size": size, "channels": int(images.shape[-1]),
+                                 "diffaugment": ",".join(policy), "versions": versions()})
+    return _fit(config, gan, run, images, [], callbacks)
+
+
+def resume_gan(run_dir: str | Path, epochs: int | None = None) -> GanResult:
+    """Continue a GAN run from its last saved epoch (networks, EMA and both optimizers' states
+    come back with ``model.keras``), up to its ``epochs`` or the ``epochs`` given."""
+    import json
+
+    from kerastl.transfer.checkpoint import truncate_history
+
+    run = RunDir(Path(run_dir))
+    if (run / METRICS_FILE).exists() and epochs is None:
+        raise KerastlError(f"{run.path} finished already: pass more --epochs to train on")
+    record = json.loads((run / CONFIG_FILE).read_text())
+    config = GanConfig(**{**record["settings"], "epochs": epochs or record["settings"]["epochs"]})
+    keras.utils.set_random_seed(config.seed)
+    gan = load_gan(run.path)
+    images = _images(config, record["image_size"], record["channels"])
+    rows = truncate_history(run / HISTORY_FILE, 10**9)
+    return _fit(config, gan, run, images, rows, ())
+
+
+def _images(config: GanConfig, size: int, channels: int | None) -> np.ndarray:
     bundle = load_images(config.data, size, val_fraction=0.0, seed=config.seed,
                          classes=config.classes, limit=config.limit)
     images = bundle.train.images
-    channels = source.generator.output_shape[-1] if source else (
-        config.channels or (1 if _all_gray(images) else 3))
-    images = images[..., :1] if channels == 1 else images
-    policy = _policy(config.diffaugment, len(images))
-    gan = _build(config, source, size, channels, policy)
-    run = RunDir.create(Path(config.runs_dir) / (config.name or default_run_name(
-        config.job, f"dcgan{size}")), overwrite=config.overwrite)
+    channels = channels or config.channels or (1 if _all_gray(images) else 3)
+    return images[..., :1] if channels == 1 else images
+
+
+def _fit(config: GanConfig, gan: DCGAN, run: RunDir, images: np.ndarray, rows: list[dict],
+         callbacks) -> GanResult:
     handler = run.attach_log(log)
     try:
-        log.info("%s: %d images at %dx%dx%d, DiffAugment %s", config.job, len(images), size,
-                 size, channels, ",".join(policy) or "off")
-        run.write_json(CONFIG_FILE, {"job": config.job, "settings": dataclasses.asdict(config),
-                                     "image_size": size, "channels": channels,
-                                     "diffaugment": ",".join(policy), "data": bundle.describe(),
-                                     "versions": versions()})
+        size = images.shape[1]
+        log.info("%s: %d images at %dx%dx%d, DiffAugment %s, from epoch %d", config.job,
+                 len(images), size, size, images.shape[-1], gan.diffaugment or "off",
+                 len(rows) + 1)
         dataset = gan_dataset(images, config.batch_size, config.seed)
         history = HistoryWriter(run, learning_rate=False)
-        callbacks = [history, SampleGrid(run, gan.latents(GRID_SAMPLES, config.seed)),
-                     SaveEachEpoch(run), *callbacks]
+        history.rows = list(rows)
+        # the model first, then the history row: a kill in between redoes one epoch at most
+        callbacks = [SaveEachEpoch(run), history,
+                     SampleGrid(run, gan.latents(GRID_SAMPLES, config.seed)), *callbacks]
         started = time.perf_counter()
         gan.fit(dataset.repeat() if config.steps_per_epoch else dataset,
-                epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
-                callbacks=callbacks, verbose=fit_verbosity(config.verbose))
+                initial_epoch=len(rows), epochs=config.epochs,
+                steps_per_epoch=config.steps_per_epoch, callbacks=callbacks,
+                verbose=fit_verbosity(config.verbose))
         elapsed = time.perf_counter() - started
-        steps = len(history.rows) * (config.steps_per_epoch or len(images) // config.batch_size)
+        epochs_run = len(history.rows) - len(rows)
+        steps = epochs_run * (config.steps_per_epoch or len(images) // config.batch_size)
         metrics = {"final": history.rows[-1] if history.rows else {},
                    "train_seconds": round(elapsed, 1),
                    "steps_per_second": round(steps / elapsed, 2) if elapsed else None}
