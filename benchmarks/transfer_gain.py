@@ -83,7 +83,7 @@ def main() -> None:
     for labels, scores in rows:
         t, s = scores["transfer"], scores["scratch"]
         gain = 100 * (statistics.mean(t) - statistics.mean(s))
-        print(f"{labels:>12} {_mean_std(t):>15} {_mean_std(s):>15} {gain:>+14.1f}")
+        print(f"{labels:>12} {mean_std(t):>15} {mean_std(s):>15} {gain:>+14.1f}")
     print(f"\nschedule: {schedule(args)}, scratch lr {args.scratch_lr}; "
           f"total {time.time() - started:.0f} s")
 
@@ -97,7 +97,7 @@ def pretrain_source(args, runs: str):
     return source.run_dir
 
 
-def _mean_std(values: list[float]) -> str:
+def mean_std(values: list[float]) -> str:
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.3f}±{spread:.3f}"
 

@@ -8,6 +8,7 @@ import json
 import click
 
 from kerastl_cli.main import cli
+from kerastl_cli.train import scale_options
 
 
 @cli.group()
@@ -41,7 +42,7 @@ def gan_training_options(command):
         click.option("--overwrite", is_flag=True, help="Replace an existing run directory."),
     ]):
         command = option(command)
-    return command
+    return scale_options(command)
 
 
 @gan.command("train")

@@ -7,6 +7,8 @@ import click
 
 from kerastl.backbones import REGISTRY
 from kerastl.data.pipeline import AUGMENTATIONS
+from kerastl.distribute import STRATEGIES
+from kerastl.transfer.schedule import RECIPES
 from kerastl.quickstart import DEFAULTS as QUICKSTART
 from kerastl_cli.main import cli
 from kerastl_cli.output import print_table
@@ -69,17 +71,25 @@ def training_options(command):
         click.option("--feature-cache/--no-feature-cache", default=True,
                      help="Frozen phase without augmentation: compute backbone features "
                           "once and train the head on them."),
-        click.option("--strategy", type=click.Choice(["auto", "default", "mirrored",
-                                                      "multiworker", "tpu"]), default="auto",
+        click.option("--runs-dir", type=click.Path(file_okay=False), default="runs"),
+        click.option("--name", help="Run directory name [default: JOB-BACKBONE-TIME]."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing run directory."),
+    ]):
+        command = option(command)
+    return scale_options(command)
+
+
+def scale_options(command):
+    """Where the job runs (every training command): ``tf.distribute`` strategy and devices."""
+    for option in reversed([
+        click.option("--strategy", type=click.Choice(STRATEGIES), default="auto",
                      help="tf.distribute strategy. auto: mirrored over 2+ GPUs, else one "
-                          "device. multiworker reads TF_CONFIG."),
+                          "device. multiworker reads TF_CONFIG (run the same command on "
+                          "every machine)."),
         click.option("--devices", help="Devices for mirrored, e.g. gpu:0,gpu:1 [default: "
                      "every GPU]."),
         click.option("--scale-lr", is_flag=True, help="Multiply the learning rates by the "
                      "number of replicas (the batch size given is global)."),
-        click.option("--runs-dir", type=click.Path(file_okay=False), default="runs"),
-        click.option("--name", help="Run directory name [default: JOB-BACKBONE-TIME]."),
-        click.option("--overwrite", is_flag=True, help="Replace an existing run directory."),
     ]):
         command = option(command)
     return command
@@ -114,9 +124,12 @@ def schedule_options(command):
                           "times slower (ULMFiT: 2.6; 1: one rate)."),
         click.option("--gradual", is_flag=True,
                      help="Gradual unfreezing: one more block group per epoch of phase 2."),
-        click.option("--recipe", type=click.Choice(["fine_tune"]),
-                     help="fastai's fine_tune: frozen epochs then all unfrozen at lr/2, "
-                          "one-cycle, rates down to lr/100 at the lowest group."),
+        click.option("--recipe", type=click.Choice(RECIPES),
+                     help="fine_tune (fastai): frozen epochs then all unfrozen at lr/2, "
+                          "one-cycle, rates down to lr/100 at the lowest group. "
+                          "backbone_finetuning (Lightning): unfreeze at epoch "
+                          "--frozen-epochs, backbone rate from lr/10 up to lr, x1.5 per "
+                          "epoch."),
     ]):
         command = option(command)
     return command

@@ -24,7 +24,8 @@ def tensorflow():
         import tensorflow as tf
         import keras  # noqa: F401 - its import also logs through absl
 
-        tf.constant(0)  # the CPU feature notice comes with the first op
+        if not os.environ.get("TF_CONFIG"):  # a multi-worker process must configure
+            tf.constant(0)  # collectives first; else the CPU notice comes with the first op
 
     tf.get_logger().setLevel("ERROR")
     try:

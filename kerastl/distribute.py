@@ -13,19 +13,58 @@ several machines or a TPU.
 =============  ==============================================================
 
 The batch size a user gives is global: each replica gets ``batch / replicas``.
+
+Under ``multiworker`` every worker runs the whole job, saves included (saving takes part in
+collectives: chief-only saving deadlocks), but only the chief writes the run directory; the
+others write to a temporary copy removed at the end (:func:`worker_run_dir`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 from kerastl._tf import tensorflow
 from kerastl.errors import KerastlError
+from kerastl.runs import RunDir
 
 log = logging.getLogger("kerastl")
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 COLLECTIVE_TIMEOUT = 300
+
+
+@dataclasses.dataclass(kw_only=True)
+class ScaleSettings:
+    """Where a job runs; every trainer's config has these fields (``--strategy``,
+    ``--devices``, ``--scale-lr``)."""
+
+    strategy: str = "auto"
+    devices: str | None = None
+    scale_lr: bool = False
+
+
+def job_strategy(settings: ScaleSettings, batch_size: int, rates: tuple[str, ...]):
+    """The strategy ``settings`` name, described in the log. With ``scale_lr``, the fields
+    ``rates`` of ``settings`` are multiplied by the replica count, once: ``config.json`` then
+    records the rates used."""
+    strategy = make_strategy(settings.strategy, settings.devices)
+    replicas = strategy.num_replicas_in_sync
+    if replicas > 1:  # one device: nothing worth a line
+        where = "" if is_chief(strategy) else f" ({worker_label(strategy)})"
+        log.info("%s%s", describe(strategy, batch_size), where)
+    if settings.scale_lr and replicas > 1:
+        for name in rates:
+            if getattr(settings, name):
+                setattr(settings, name, getattr(settings, name) * replicas)
+        log.info("--scale-lr: learning rates x%d", replicas)
+        settings.scale_lr = False
+    return strategy
 
 
 def parse_devices(devices: str | None) -> list[str] | None:
@@ -58,9 +97,29 @@ def make_strategy(name: str = "auto", devices: str | None = None,
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices=device_names)
     if name == "multiworker":
-        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        return _multiworker_strategy(timeout)
     return _tpu_strategy()
+
+
+_MULTIWORKER: list = []
+
+
+def _multiworker_strategy(timeout: int):
+    """One per process: collectives are configured once, before TensorFlow starts, so later
+    jobs in the same process share the first one's strategy."""
+    tf = tensorflow()
+    if not _MULTIWORKER:
+        if not os.environ.get("TF_CONFIG"):
+            raise KerastlError("--strategy multiworker needs TF_CONFIG naming the cluster and "
+                               "this worker (see the README's 'Several machines')")
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
+        try:
+            _MULTIWORKER.append(tf.distribute.MultiWorkerMirroredStrategy(
+                communication_options=options))
+        except RuntimeError as exc:
+            raise KerastlError(f"cannot start the multi-worker strategy ({exc}): it must be "
+                               "created before TensorFlow runs anything in this process") from None
+    return _MULTIWORKER[0]
 
 
 def _tpu_strategy():
@@ -90,10 +149,54 @@ def describe(strategy, global_batch: int) -> str:
             f"{global_batch}, {per_replica_batch(strategy, global_batch)} per replica")
 
 
-def replica_safe_batch(count: int, batch_size: int, replicas: int) -> int:
-    """A batch size near ``batch_size`` whose last batch of ``count`` still gives every replica
-    an example (an empty per-replica batch fails inside BatchNorm under Keras 3.15)."""
-    size = batch_size
-    while replicas > 1 and 0 < count % size < replicas:
-        size += 1
-    return size
+def is_chief(strategy) -> bool:
+    """Whether this process writes the run directory: the ``chief`` task when ``TF_CONFIG``
+    names one, else worker 0; always, outside a multi-worker cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if task_type is None:
+        return True
+    if "chief" in resolver.cluster_spec().as_dict():
+        return task_type == "chief"
+    return task_type == "worker" and int(resolver.task_id or 0) == 0
+
+
+def worker_label(strategy) -> str:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    return f"{task_type} {resolver.task_id}" if task_type else "local"
+
+
+@contextlib.contextmanager
+def worker_run_dir(strategy, path: str | Path, overwrite: bool = False,
+                   existing: bool = False):
+    """The run directory this process writes: ``path`` itself on the chief; on every other
+    worker a temporary one (a copy of ``path`` when resuming an ``existing`` run), removed
+    when the job ends, so that all workers save alike and only the chief's files land."""
+    path = Path(path)
+    if is_chief(strategy):
+        yield RunDir(path) if existing else RunDir.create(path, overwrite)
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="kerastl-worker-"))
+    try:
+        if existing:
+            shutil.copytree(path, scratch / path.name)
+            yield RunDir(scratch / path.name)
+        else:
+            yield RunDir.create(scratch / path.name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def synchronize_batchnorm(model) -> int:
+    """Make every BatchNormalization layer of ``model`` compute its batch statistics over the
+    global batch (all replicas). Without it each replica keeps moving statistics of its own
+    share of the batch, and the workers' models drift apart. Returns the layers changed."""
+    import keras
+
+    changed = 0
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.BatchNormalization) and not layer.synchronized:
+            layer.synchronized = True
+            changed += 1
+    return changed

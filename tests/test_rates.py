@@ -134,3 +134,34 @@ def test_lr_find_cli_writes_a_plot(session_folder, tmp_path):
                                    str(tmp_path / "sweep.png")])
     assert out.exit_code == 0, out.output
     assert "Suggested --lr" in out.output and (tmp_path / "sweep.png").stat().st_size > 0
+
+
+def test_backbone_rate_ramps_from_a_tenth_by_half_each_epoch_up_to_the_head_rate():
+    """Lightning's BackboneFinetuning: the callback sets each epoch's factor before it runs,
+    the head keeps its rate, and the factor stops at 1."""
+    import keras
+
+    from kerastl.transfer.callbacks import RampBackboneRate
+    from kerastl.transfer.schedule import plan_phases
+
+    frozen, finetune = plan_phases(transfer=True, frozen_epochs=2, finetune_epochs=7, lr=1e-3,
+                                   finetune_lr=None, unfreeze="all", train_bn=False,
+                                   recipe="backbone_finetuning", schedule="constant")
+    assert (frozen.epochs, frozen.unfreeze, finetune.unfreeze) == (2, "none", "all")
+    assert finetune.learning_rate == 1e-3 and finetune.backbone_ramp == pytest.approx(0.1)
+    model = toy_model()
+    optimizer = GroupedAdam(1e-3, rate_factors={"low": 0.1, "mid": 0.1})
+    model.compile(optimizer, "mse")
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(
+        optimizer._factor_values.numpy().copy()))
+    rng = np.random.default_rng(0)
+    model.fit(rng.normal(size=(8, 4)), rng.normal(size=(8, 1)), epochs=2 + 7, initial_epoch=2,
+              verbose=0, callbacks=[RampBackboneRate(optimizer, {"low", "mid"}, finetune, 2),
+                                    record])
+    paths = [v.path for v in model.trainable_variables]
+    low = next(i for i, p in enumerate(paths) if "low" in p)
+    top = next(i for i, p in enumerate(paths) if "top" in p)
+    expected = [min(1.0, 0.1 * 1.5 ** k) for k in range(7)]
+    np.testing.assert_allclose([factors[low] for factors in seen], expected, rtol=1e-6)
+    assert expected[-1] == 1.0 and all(factors[top] == 1.0 for factors in seen)

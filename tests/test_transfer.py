@@ -50,6 +50,18 @@ def test_finetune_from_a_pretrained_run_needs_no_backbone_name(pretrained, tmp_p
     assert [row["phase"] for row in result.history] == ["frozen", "finetune"]
 
 
+def test_backbone_finetuning_recipe_ramps_the_backbone_rate_in_a_real_run(tmp_path):
+    result = invoke("finetune", "sample", "--weights", SAMPLE_BACKBONE_DIR, "--classes", "5-9",
+                    "--per-class", 4, "--recipe", "backbone_finetuning", "--frozen-epochs", 1,
+                    "--finetune-epochs", 3, "--runs-dir", tmp_path, "--name", "ramp")
+    assert result.exit_code == 0, result.output
+    log = (tmp_path / "ramp" / "run.log").read_text()
+    for epoch, factor in ((2, "0.1"), (3, "0.15"), (4, "0.225")):
+        assert f"epoch {epoch}: backbone rate x{factor} of the head's" in log
+    config = json.loads((tmp_path / "ramp" / "config.json").read_text())
+    assert [p["learning_rate"] for p in config["phases"]] == [1e-3, 1e-3]
+
+
 def test_size_mismatch_with_a_pretrained_run_is_clear(pretrained, tmp_path):
     result = invoke("finetune", "sample", "--weights", pretrained, "--image-size", 48,
                     "--runs-dir", tmp_path)

@@ -17,10 +17,13 @@ import numpy as np
 from kerastl._tf import tensorflow
 from kerastl.backbones import layer_groups
 from kerastl.data.bundle import DataBundle, load_images
+from kerastl.distribute import ScaleSettings, job_strategy, synchronize_batchnorm, \
+    worker_run_dir
 from kerastl.edit import color_ops
 from kerastl.edit.color_eval import evaluate_color
 from kerastl.edit.color_model import IMAGE, PARAMS, build_predictor, build_trainer, \
     lab_l1_loss, normalized_param_loss
+from kerastl.loop import fit
 from kerastl.report import plot_history, save_image_grid
 from kerastl.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, RunDir, default_run_name, \
     versions
@@ -36,7 +39,7 @@ DEFAULT_SIZE = 96
 
 
 @dataclasses.dataclass
-class ColorConfig:
+class ColorConfig(ScaleSettings):
     """Every setting of a colour-correction run; saved as ``config.json``.
 
     Each epoch sees ``copies`` differently degraded versions of every training
@@ -97,25 +100,27 @@ def run_color(config: ColorConfig) -> ColorResult:
     tf = tensorflow()
     import keras
 
+    strategy = job_strategy(config, config.batch_size, ("lr", "finetune_lr"))
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
-    backbone = resolve_backbone(config.backbone, config.weights, config.image_size)
+    with strategy.scope():
+        backbone = resolve_backbone(config.backbone, config.weights, config.image_size)
     bundle = load_images(config.data, backbone.meta.image_size,
                          val_fraction=config.val_fraction, seed=config.seed)
-    run = RunDir.create(Path(config.runs_dir) / (config.name or default_run_name(
-        JOB, backbone.meta.name)), overwrite=config.overwrite)
-    handler = run.attach_log(log)
-    try:
-        return _train(config, backbone, bundle, run)
-    finally:
-        log.removeHandler(handler)
-        handler.close()
+    path = Path(config.runs_dir) / (config.name or default_run_name(JOB, backbone.meta.name))
+    with worker_run_dir(strategy, path, config.overwrite) as run:
+        handler = run.attach_log(log)
+        try:
+            with strategy.scope():
+                trained = _fit_phases(config, backbone, bundle, run)
+            return _finish(config, bundle, run, *trained)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
 
 
-def _train(config: ColorConfig, backbone, bundle: DataBundle, run: RunDir) -> ColorResult:
-    import keras
-
+def _fit_phases(config: ColorConfig, backbone, bundle: DataBundle, run: RunDir):
     phases = plan_phases(transfer=backbone.transferred, frozen_epochs=config.frozen_epochs,
                          finetune_epochs=config.finetune_epochs, lr=config.lr,
                          finetune_lr=config.finetune_lr, unfreeze=config.unfreeze,
@@ -124,11 +129,15 @@ def _train(config: ColorConfig, backbone, bundle: DataBundle, run: RunDir) -> Co
              len(bundle.train), len(bundle.val), backbone.meta.image_size)
     predictor = build_predictor(backbone)
     trainer = build_trainer(predictor)
+    replicas = tensorflow().distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        synchronize_batchnorm(predictor)
     run.write_json(CONFIG_FILE, _config_record(config, backbone, bundle, phases))
     train_ds = degraded_dataset(bundle.train.images, config.batch_size, seed=config.seed,
-                                copies=config.copies, strength=config.strength)
+                                copies=config.copies, strength=config.strength,
+                                drop_remainder=replicas > 1)
     val_ds = fixed_degraded_dataset(bundle.val.images, config.batch_size, seed=config.seed + 1,
-                                    strength=config.strength)
+                                    strength=config.strength, drop_remainder=replicas > 1)
     history, best = HistoryWriter(run), BestModelSaver(run, predictor, "val_loss", mode="min")
     groups = layer_groups(backbone.model, backbone.spec)
     phase_starts, started = {}, time.perf_counter()
@@ -141,10 +150,16 @@ def _train(config: ColorConfig, backbone, bundle: DataBundle, run: RunDir) -> Co
         phase_starts[phase.name] = start
         log.info("phase %s: %d epoch(s) at lr %.2g", phase.name, phase.epochs,
                  phase.learning_rate)
-        trainer.fit(train_ds, validation_data=val_ds, initial_epoch=start,
-                    epochs=start + phase.epochs, callbacks=[best, history, StopOnNaN()],
-                    verbose=fit_verbosity(config.verbose))
-    elapsed = time.perf_counter() - started
+        fit(trainer, train_ds, validation_data=val_ds, initial_epoch=start,
+            epochs=start + phase.epochs, callbacks=[best, history, StopOnNaN()],
+            verbose=fit_verbosity(config.verbose))
+    return time.perf_counter() - started, best, history, phase_starts
+
+
+def _finish(config: ColorConfig, bundle: DataBundle, run: RunDir, elapsed: float,
+            best: BestModelSaver, history: HistoryWriter, phase_starts: dict) -> ColorResult:
+    """Evaluate the best model on this process alone and write the run's reports."""
+    import keras
 
     model = keras.models.load_model(run / MODEL_FILE)
     held_out = bundle.test if bundle.test is not None and len(bundle.test) else bundle.val
@@ -162,7 +177,7 @@ def _train(config: ColorConfig, backbone, bundle: DataBundle, run: RunDir) -> Co
 
 
 def degraded_dataset(images: np.ndarray, batch_size: int, *, seed: int, copies: int,
-                     strength: float):
+                     strength: float, drop_remainder: bool = False):
     """Training batches ``(degraded, {"params": p, "image": clean})``, new draws every epoch."""
     tf = tensorflow()
     limits = tf.constant(color_ops.LIMITS * strength)
@@ -177,19 +192,21 @@ def degraded_dataset(images: np.ndarray, batch_size: int, *, seed: int, copies: 
 
     clean = (tf.data.Dataset.from_tensor_slices(images).repeat(copies)
              .shuffle(len(images) * copies, seed=seed, reshuffle_each_iteration=True)
-             .batch(batch_size))
+             .batch(batch_size, drop_remainder=drop_remainder))
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     return (tf.data.Dataset.zip(clean, seeds).map(make_pair)
             .prefetch(tf.data.AUTOTUNE))
 
 
-def fixed_degraded_dataset(images: np.ndarray, batch_size: int, *, seed: int, strength: float):
+def fixed_degraded_dataset(images: np.ndarray, batch_size: int, *, seed: int, strength: float,
+                           drop_remainder: bool = False):
     """The same degraded copy of each image every epoch (validation)."""
     tf = tensorflow()
     params = color_ops.random_params(len(images), seed, strength)
     degraded = color_ops.degrade(images, params).numpy()
     targets = {PARAMS: params, IMAGE: images.astype(np.float32) / 255.0}
-    return tf.data.Dataset.from_tensor_slices((degraded, targets)).batch(batch_size)
+    return tf.data.Dataset.from_tensor_slices((degraded, targets)).batch(
+        batch_size, drop_remainder=drop_remainder)
 
 
 def _config_record(config: ColorConfig, backbone, bundle: DataBundle, phases) -> dict:

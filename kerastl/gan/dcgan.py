@@ -189,9 +189,14 @@ class DCGAN(keras.Model):
             .astype(np.float32)
 
     def generate(self, latents: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """uint8 images (N, H, W, C) from latent vectors, through :attr:`sampler`."""
-        images = self.sampler.predict(latents, batch_size=batch_size, verbose=0)
-        return to_uint8(images)
+        """uint8 images (N, H, W, C) from latent vectors, through :attr:`sampler`.
+
+        Called batch by batch rather than through ``predict``, which fails under a
+        multi-worker strategy (and does nothing faster for a few batches)."""
+        images = [keras.ops.convert_to_numpy(self.sampler(latents[i:i + batch_size],
+                                                          training=False))
+                  for i in range(0, len(latents), batch_size)]
+        return to_uint8(np.concatenate(images))
 
     def sample(self, count: int, seed: int = 0) -> np.ndarray:
         return self.generate(self.latents(count, seed))

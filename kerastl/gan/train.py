@@ -17,9 +17,12 @@ import numpy as np
 
 from kerastl._tf import keras_module, tensorflow
 from kerastl.data.bundle import load_images
+from kerastl.distribute import ScaleSettings, job_strategy, synchronize_batchnorm, \
+    worker_run_dir
 from kerastl.errors import KerastlError
 from kerastl.gan.dcgan import DCGAN
 from kerastl.gan.diffaugment import DEFAULT_POLICY
+from kerastl.loop import fit
 from kerastl.gan.networks import build_discriminator, build_generator, freeze_blocks, \
     seed_from_backbone
 from kerastl.report import save_image_grid, square_grid
@@ -36,7 +39,7 @@ GRID_SAMPLES = 64
 
 
 @dataclasses.dataclass
-class GanConfig:
+class GanConfig(ScaleSettings):
     """Every setting of a GAN run; saved as ``config.json``.
 
     Defaults follow DCGAN (Adam 2e-4, beta_1 0.5, batch 64) with a generator
@@ -103,18 +106,19 @@ def finetune_gan(init: str, data: str, **settings) -> GanResult:
 
 def run_gan(config: GanConfig, callbacks=()) -> GanResult:
     """Run the job ``config`` describes; ``callbacks`` join kerastl's own in ``fit``."""
-    keras.utils.set_random_seed(config.seed)
-    source = load_gan(config.init) if config.init else None
-    size = source.generator.output_shape[1] if source else config.image_size
-    images = _images(config, size, source.generator.output_shape[-1] if source else None)
-    policy = _policy(config.diffaugment, len(images))
-    gan = _build(config, source, size, images.shape[-1], policy)
-    run = RunDir.create(Path(config.runs_dir) / (config.name or default_run_name(
-        config.job, f"dcgan{size}")), overwrite=config.overwrite)
-    run.write_json(CONFIG_FILE, {"job": config.job, "settings": dataclasses.asdict(config),
-                                 "image_size": size, "channels": int(images.shape[-1]),
-                                 "diffaugment": ",".join(policy), "versions": versions()})
-    return _fit(config, gan, run, images, [], callbacks)
+    strategy = _start(config)
+    with strategy.scope():  # both networks and both optimizers
+        source = load_gan(config.init) if config.init else None
+        size = source.generator.output_shape[1] if source else config.image_size
+        images = _images(config, size, source.generator.output_shape[-1] if source else None)
+        policy = _policy(config.diffaugment, len(images))
+        gan = _build(config, source, size, images.shape[-1], policy)
+    path = Path(config.runs_dir) / (config.name or default_run_name(config.job, f"dcgan{size}"))
+    with worker_run_dir(strategy, path, config.overwrite) as run:
+        run.write_json(CONFIG_FILE, {"job": config.job, "settings": dataclasses.asdict(config),
+                                     "image_size": size, "channels": int(images.shape[-1]),
+                                     "diffaugment": ",".join(policy), "versions": versions()})
+        return _fit(config, strategy, gan, run, images, [], callbacks)
 
 
 def resume_gan(run_dir: str | Path, epochs: int | None = None) -> GanResult:
@@ -129,11 +133,28 @@ def resume_gan(run_dir: str | Path, epochs: int | None = None) -> GanResult:
         raise KerastlError(f"{run.path} finished already: pass more --epochs to train on")
     record = json.loads((run / CONFIG_FILE).read_text())
     config = GanConfig(**{**record["settings"], "epochs": epochs or record["settings"]["epochs"]})
-    keras.utils.set_random_seed(config.seed)
-    gan = load_gan(run.path)
+    strategy = _start(config)
+    with strategy.scope():
+        gan = load_gan(run.path)
+        _synchronize(gan)
     images = _images(config, record["image_size"], record["channels"])
     rows = truncate_history(run / HISTORY_FILE, 10**9)
-    return _fit(config, gan, run, images, rows, ())
+    with worker_run_dir(strategy, run.path, existing=True) as worker_run:
+        return _fit(config, strategy, gan, worker_run, images, rows, ())
+
+
+def _start(config: GanConfig):
+    """The strategy (before TensorFlow does anything else), then the seed."""
+    strategy = job_strategy(config, config.batch_size, ("d_lr", "g_lr"))
+    keras.utils.set_random_seed(config.seed)
+    return strategy
+
+
+def _synchronize(gan: DCGAN) -> None:
+    """BatchNorm over the global batch when there are several replicas."""
+    if tensorflow().distribute.get_strategy().num_replicas_in_sync > 1:
+        synchronize_batchnorm(gan.generator)
+        synchronize_batchnorm(gan.discriminator)
 
 
 def _images(config: GanConfig, size: int, channels: int | None) -> np.ndarray:
@@ -144,8 +165,8 @@ def _images(config: GanConfig, size: int, channels: int | None) -> np.ndarray:
     return images[..., :1] if channels == 1 else images
 
 
-def _fit(config: GanConfig, gan: DCGAN, run: RunDir, images: np.ndarray, rows: list[dict],
-         callbacks) -> GanResult:
+def _fit(config: GanConfig, strategy, gan: DCGAN, run: RunDir, images: np.ndarray,
+         rows: list[dict], callbacks) -> GanResult:
     handler = run.attach_log(log)
     try:
         size = images.shape[1]
@@ -159,7 +180,8 @@ def _fit(config: GanConfig, gan: DCGAN, run: RunDir, images: np.ndarray, rows: l
         callbacks = [SaveEachEpoch(run), history,
                      SampleGrid(run, gan.latents(GRID_SAMPLES, config.seed)), *callbacks]
         started = time.perf_counter()
-        gan.fit(dataset.repeat() if config.steps_per_epoch else dataset,
+        with strategy.scope():
+            fit(gan, dataset.repeat() if config.steps_per_epoch else dataset,
                 initial_epoch=len(rows), epochs=config.epochs,
                 steps_per_epoch=config.steps_per_epoch, callbacks=callbacks,
                 verbose=fit_verbosity(config.verbose))
@@ -192,6 +214,7 @@ def _build(config: GanConfig, source: DCGAN | None, size: int, channels: int,
         log.info("FreezeD: %s frozen", ", ".join(freeze_blocks(discriminator, config.freeze_d)))
     gan = DCGAN(generator, discriminator, loss=config.loss, ema_decay=config.ema_decay,
                 diffaugment=",".join(policy))
+    _synchronize(gan)
     if source is not None and source.ema_generator is not None and gan.ema_generator is not None:
         gan.ema_generator.set_weights(source.ema_generator.get_weights())
     gan.compile(d_optimizer=keras.optimizers.Adam(config.d_lr, beta_1=config.beta_1),

@@ -1,9 +1,10 @@
-"""Callbacks shared by every phase of a run: best model, history, NaN guard."""
+"""Callbacks shared by every phase of a run: best model, history, NaN guard, rate ramp."""
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import sys
 
@@ -12,6 +13,7 @@ from kerastl.errors import TrainingError
 from kerastl.runs import HISTORY_FILE, MODEL_FILE, RunDir
 
 keras = keras_module()
+log = logging.getLogger("kerastl")
 
 
 class BestModelSaver(keras.callbacks.Callback):
@@ -84,6 +86,23 @@ class StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
             raise TrainingError(f"the loss became {float(loss)} at epoch {self.epoch + 1}, "
                                 f"batch {batch + 1}: lower --lr or check the data")
+
+
+class RampBackboneRate(keras.callbacks.Callback):
+    """Lightning's ``BackboneFinetuning`` ramp: before each epoch of ``phase`` (which began at
+    epoch ``start``), the backbone layers ``names`` train at :func:`ramp_factor` of the head's
+    rate. Computed from the epoch, so a resumed run picks up the same factor."""
+
+    def __init__(self, optimizer, names, phase, start: int):
+        super().__init__()
+        self.optimizer, self.names, self.phase, self.start = optimizer, set(names), phase, start
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from kerastl.transfer.schedule import ramp_factor
+
+        factor = ramp_factor(self.phase, epoch - self.start)
+        self.optimizer.set_factors({name: factor for name in self.names})
+        log.info("epoch %d: backbone rate x%.3g of the head's", epoch + 1, factor)
 
 
 def fit_verbosity(verbose: int | None) -> int:

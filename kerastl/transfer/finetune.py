@@ -15,25 +15,29 @@ from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, BackboneMeta, build_
     layer_groups
 from kerastl.data import DataBundle, load_data, parse_classes
 from kerastl.data.pipeline import make_dataset
-from kerastl.distribute import describe, make_strategy, replica_safe_batch
+from kerastl.distribute import ScaleSettings, job_strategy, \
+    synchronize_batchnorm, worker_run_dir
 from kerastl.errors import KerastlError, RunDirError
+from kerastl.loop import fit, needs_own_loop
 from kerastl.report import plot_confusion, plot_history
 from kerastl.runs import CONFIG_FILE, HEADS_FILE, HISTORY_FILE, LABELS_FILE, METRICS_FILE, \
     MODEL_FILE, RunDir, default_run_name, versions
 from kerastl.transfer.checkpoint import EpochCheckpoint, TrainingState, load_weights, \
     remove_checkpoints, restore_optimizer, truncate_history
-from kerastl.transfer.callbacks import BestModelSaver, HistoryWriter, StopOnNaN, fit_verbosity
+from kerastl.transfer.callbacks import BestModelSaver, HistoryWriter, RampBackboneRate, \
+    StopOnNaN, fit_verbosity
 from kerastl.transfer.heads import PRIMARY, Head, lookups, make_head, parse_head
 from kerastl.transfer.feature_cache import can_cache_features, features_of, split_at_features
 from kerastl.transfer.model import ResolvedBackbone, build_classifier, resolve_backbone
 from kerastl.transfer.rates import discriminative_factors, make_optimizer, make_schedule
-from kerastl.transfer.schedule import Phase, apply_phase, parse_unfreeze, plan_phases
+from kerastl.transfer.schedule import Phase, apply_phase, parse_unfreeze, plan_phases, \
+    ramp_factor
 
 log = logging.getLogger("kerastl")
 
 
 @dataclasses.dataclass
-class FinetuneConfig:
+class FinetuneConfig(ScaleSettings):
     """Every setting of a finetuning run; saved as ``config.json`` to repeat it.
 
     The defaults are the documented ones: 2 frozen epochs at ``lr`` 1e-3 (Adam),
@@ -59,9 +63,6 @@ class FinetuneConfig:
     finetune_lr: float | None = None
     unfreeze: str = "all"
     train_bn: bool = False
-    strategy: str = "auto"
-    devices: str | None = None
-    scale_lr: bool = False
     schedule: str = "cosine"
     group_factor: float = 1.0
     gradual: bool = False
@@ -148,29 +149,20 @@ def pretrain(data: str, **settings) -> FinetuneResult:
 
 def run_finetune(config: FinetuneConfig) -> FinetuneResult:
     """Run the whole job described by ``config`` and write its run directory."""
-    tf = tensorflow()
-    import keras
-
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(config.seed)
-    strategy = _strategy(config)
-    with precision_policy(config.precision), strategy.scope():  # before any layer is built
-        backbone = resolve_backbone(config.backbone, config.weights, config.image_size,
-                                    config.bn_momentum)
+    strategy = _start(config)
+    with precision_policy(config.precision):
+        with strategy.scope():  # before any layer is built
+            backbone = resolve_backbone(config.backbone, config.weights, config.image_size,
+                                        config.bn_momentum)
         bundle = load_data(config.data, backbone.meta.image_size,
                            val_fraction=config.val_fraction, seed=config.seed,
                            classes=config.classes, per_class=config.per_class)
         heads = [make_head(*parse_head(option), bundle.class_names)
                  for option in config.heads or []]
-        run = RunDir.create(Path(config.runs_dir) / (config.name or default_run_name(
-            config.job, backbone.meta.name)), overwrite=config.overwrite)
-        handler = run.attach_log(log)
-        try:
-            return _train(config, backbone, bundle, heads, run)
-        finally:
-            log.removeHandler(handler)
-            handler.close()
+        path = Path(config.runs_dir) / (config.name or default_run_name(
+            config.job, backbone.meta.name))
+        with worker_run_dir(strategy, path, config.overwrite) as run:
+            return _train_logged(config, strategy, backbone, bundle, heads, run)
 
 
 def resume_finetune(run_dir: str | Path) -> FinetuneResult:
@@ -182,9 +174,6 @@ def resume_finetune(run_dir: str | Path) -> FinetuneResult:
     """
     import json
 
-    tf = tensorflow()
-    import keras
-
     run = RunDir(Path(run_dir))
     if not (run / CONFIG_FILE).exists():
         raise RunDirError(f"{run.path} is not a kerastl run directory (no {CONFIG_FILE})")
@@ -193,33 +182,57 @@ def resume_finetune(run_dir: str | Path) -> FinetuneResult:
     record = json.loads((run / CONFIG_FILE).read_text())
     state = TrainingState.read(run)
     config = FinetuneConfig(**record["settings"])
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(config.seed)
     meta = BackboneMeta(**record["backbone"])
-    strategy = _strategy(config)
-    with precision_policy(config.precision), strategy.scope():
-        model = build_backbone(meta.name, meta.image_size, None, meta.bn_momentum)
+    strategy = _start(config)
+    with precision_policy(config.precision):
+        with strategy.scope():
+            model = build_backbone(meta.name, meta.image_size, None, meta.bn_momentum)
         backbone = ResolvedBackbone(model, meta, transferred=record["transferred"])
         bundle = load_data(config.data, meta.image_size, val_fraction=config.val_fraction,
                            seed=config.seed, classes=config.classes, per_class=config.per_class)
         heads = [make_head(*parse_head(option), bundle.class_names)
                  for option in config.heads or []]
-        handler = run.attach_log(log)
         log.info("resuming %s after epoch %d (phase %d)", run.path, state.epochs_done,
                  state.phase_index + 1)
-        try:
-            return _train(config, backbone, bundle, heads, run, resume=state)
-        finally:
-            log.removeHandler(handler)
-            handler.close()
+        with worker_run_dir(strategy, run.path, existing=True) as worker_run:
+            return _train_logged(config, strategy, backbone, bundle, heads, worker_run, state)
 
 
-def _train(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
-           heads: list[Head], run: RunDir, resume: TrainingState | None = None
-           ) -> FinetuneResult:
+def _start(config: FinetuneConfig):
+    """Seeds, determinism and the strategy: the strategy first of all, since a multi-worker
+    one must configure collectives before TensorFlow does anything else."""
+    tf = tensorflow()
     import keras
 
+    strategy = job_strategy(config, config.batch_size, ("lr", "finetune_lr"))
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.seed)
+    return strategy
+
+
+def _train_logged(config, strategy, backbone, bundle, heads, run: RunDir,
+                  resume: TrainingState | None = None) -> FinetuneResult:
+    handler = run.attach_log(log)
+    try:
+        return _train(config, strategy, backbone, bundle, heads, run, resume)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _train(config: FinetuneConfig, strategy, backbone: ResolvedBackbone, bundle: DataBundle,
+           heads: list[Head], run: RunDir, resume: TrainingState | None = None
+           ) -> FinetuneResult:
+    """Train under ``strategy``, then evaluate the best model on this process alone."""
+    with strategy.scope():
+        elapsed, best, history, phase_starts = _fit_phases(config, backbone, bundle, heads,
+                                                           run, resume)
+    return _finish(config, backbone, bundle, heads, run, elapsed, best, history, phase_starts)
+
+
+def _fit_phases(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
+                heads: list[Head], run: RunDir, resume: TrainingState | None):
     phases = plan_phases(transfer=backbone.transferred, frozen_epochs=config.frozen_epochs,
                          finetune_epochs=config.finetune_epochs, lr=config.lr,
                          finetune_lr=config.finetune_lr, unfreeze=config.unfreeze,
@@ -234,6 +247,8 @@ def _train(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundl
     model = build_classifier(backbone, bundle.num_classes, dropout=config.dropout,
                              train_bn=any(p.train_bn for p in phases),
                              extra_heads={h.name: len(h.class_names) for h in heads})
+    if tensorflow().distribute.get_strategy().num_replicas_in_sync > 1:
+        synchronize_batchnorm(model)  # one set of moving statistics on every replica
     if resume is None:
         _write_run_files(run, config, backbone, bundle, phases, heads)
     monitor = f"val_{PRIMARY}_accuracy" if heads else "val_accuracy"
@@ -259,7 +274,13 @@ def _train(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundl
         checkpoint.save()
     elapsed = time.perf_counter() - started
     remove_checkpoints(run)
-    phase_starts = state.phase_starts
+    return elapsed, best, history, state.phase_starts
+
+
+def _finish(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
+            heads: list[Head], run: RunDir, elapsed: float, best: BestModelSaver,
+            history: HistoryWriter, phase_starts: dict) -> FinetuneResult:
+    import keras
 
     best_model = keras.models.load_model(run / MODEL_FILE)
     metrics = _evaluate_splits(best_model, bundle, config.batch_size, heads)
@@ -283,7 +304,9 @@ class PhaseTrainer:
         self.heads = heads or []
         self.groups = layer_groups(backbone.model, backbone.spec)
         self.one_hot = config.mixup or config.cutmix or config.label_smoothing > 0
-        self.replicas = tensorflow().distribute.get_strategy().num_replicas_in_sync
+        strategy = tensorflow().distribute.get_strategy()
+        self.replicas = strategy.num_replicas_in_sync
+        self.own_loop = needs_own_loop(strategy)
         self.xla = use_xla(config.jit_compile, backbone.spec.params, self.replicas)
         self._image_data = None
 
@@ -293,7 +316,8 @@ class PhaseTrainer:
         import keras
 
         opened = apply_phase(self.backbone.model, self.groups, phase)
-        cached = self.config.feature_cache and not self.heads and can_cache_features(
+        cached = self.config.feature_cache and not self.heads and not self.own_loop and \
+            can_cache_features(
             bool(opened), self.config.augment, self.one_hot, phase.train_bn)
         fit_model, train_ds, val_ds = self._features_and_head() if cached else \
             (self.model, *self._image_datasets())
@@ -301,12 +325,11 @@ class PhaseTrainer:
         log.info("phase %s: %d epoch(s) at lr %.2g, %d backbone layer(s) unfrozen, %s trainable "
                  "parameters%s", phase.name, phase.epochs, phase.learning_rate, len(opened),
                  f"{trainable:,}", " (head on cached features)" if cached else "")
-        optimizer = self._optimizer(phase, opened)
-        first = start
+        first = self.checkpoint.state.epochs_done if restore_optimizer_state else start
+        optimizer = self._optimizer(phase, opened, first - start)
         if restore_optimizer_state:
             restore_optimizer(self.run, self.checkpoint.state, optimizer,
                               fit_model.trainable_variables)
-            first = self.checkpoint.state.epochs_done
         fit_model.compile(optimizer=optimizer, jit_compile=self.xla,
                           steps_per_execution=self._steps_per_execution(), **self._objectives())
         self.history.phase = phase.name
@@ -315,17 +338,21 @@ class PhaseTrainer:
                      keras.callbacks.EarlyStopping(self.best.monitor, mode="max",
                                                    patience=self.config.patience),
                      keras.callbacks.TensorBoard(str(self.run / "logs"), write_graph=False)]
-        fit_model.fit(train_ds, validation_data=val_ds, initial_epoch=first,
-                      epochs=start + phase.epochs, callbacks=callbacks,
-                      class_weight=self._class_weight(),
-                      verbose=fit_verbosity(self.config.verbose))
+        if phase.backbone_ramp != 1.0 and opened:
+            callbacks.append(RampBackboneRate(optimizer, opened, phase, start))
+        fit(fit_model, train_ds, validation_data=val_ds, initial_epoch=first,
+            epochs=start + phase.epochs, callbacks=callbacks, class_weight=self._class_weight(),
+            verbose=fit_verbosity(self.config.verbose))
 
-    def _optimizer(self, phase: Phase, opened: set[str]):
+    def _optimizer(self, phase: Phase, opened: set[str], epochs_done: int = 0):
         """A fresh optimizer per phase (none meets a variable it was not built on), on the
-        phase's schedule, with per-group rates where the phase asks for them."""
+        phase's schedule, with per-group rates or a ramping backbone rate where the phase
+        asks for them."""
         steps = -(-len(self.bundle.train) // self.config.batch_size) * phase.epochs
         factors = discriminative_factors(self.groups, phase.group_factor, opened) \
             if opened and phase.group_factor != 1.0 else None
+        if opened and phase.backbone_ramp != 1.0:
+            factors = dict.fromkeys(opened, ramp_factor(phase, epochs_done))
         if factors:
             log.info("discriminative rates: x%.3g at the lowest unfrozen group, x%.3g at the "
                      "top one", min(factors.values()), max(factors.values()))
@@ -394,12 +421,11 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int) -> dict[int, fl
 
 def _evaluate_splits(model, bundle: DataBundle, batch_size: int,
                      heads: list[Head] | None = None) -> dict:
-    """Reports per split; with extra heads, the primary's figures plus ``heads`` per head."""
+    """Reports per split; with extra heads, the primary's figures plus ``heads`` per head.
+    Run on this process alone, outside the training strategy."""
     from kerastl.inference import evaluate_heads
 
-    replicas = tensorflow().distribute.get_strategy().num_replicas_in_sync
-    return {split: evaluate_heads(model, data, heads or [], split,
-                                  replica_safe_batch(len(data), batch_size, replicas))
+    return {split: evaluate_heads(model, data, heads or [], split, batch_size)
             for split, data in (("val", bundle.val), ("test", bundle.test))
             if data is not None and len(data)}
 
@@ -416,24 +442,6 @@ def _save_backbone(run: RunDir, model, backbone: ResolvedBackbone, bundle: DataB
                                source_data=bundle.spec)
     run.save_model(model.get_layer("backbone"), BACKBONE_FILE)
     run.write_text(BACKBONE_META, meta.to_json() + "\n")
-
-
-def _strategy(config: FinetuneConfig):
-    """The run's ``tf.distribute`` strategy; with ``scale_lr``, rates times the replicas."""
-    if config.strategy == "multiworker":
-        raise KerastlError("--strategy multiworker is not supported yet: Keras 3's fit fails "
-                           "under MultiWorkerMirroredStrategy (keras#20585) and kerastl's own "
-                           "training loop for it is not written; use mirrored on one machine")
-    strategy = make_strategy(config.strategy, config.devices)
-    replicas = strategy.num_replicas_in_sync
-    if replicas > 1:  # one device: nothing worth a line
-        log.info("%s", describe(strategy, config.batch_size))
-    if config.scale_lr and replicas > 1:
-        config.lr *= replicas
-        config.finetune_lr = config.finetune_lr * replicas if config.finetune_lr else None
-        log.info("--scale-lr: learning rate x%d = %.3g", replicas, config.lr)
-        config.scale_lr = False  # scaled once; config.json records the rates used
-    return strategy
 
 
 def _write_run_files(run: RunDir, config: FinetuneConfig, backbone: ResolvedBackbone,

@@ -41,9 +41,10 @@ class _GroupedRates:
             name="rate_factors")
 
     def set_factors(self, rate_factors: dict[str, float]) -> None:
-        """Change the factors (between epochs; the optimizer must be built)."""
+        """Change the factors (between epochs; before ``build``, the ones it will use)."""
         self.rate_factors = dict(rate_factors)
-        self._factor_values.assign(self._values(self.rate_factors))
+        if self._factor_values is not None:
+            self._factor_values.assign(self._values(self.rate_factors))
 
     def _values(self, rate_factors: dict[str, float]) -> list[float]:
         return [_factor(path, rate_factors) for path in self._paths]

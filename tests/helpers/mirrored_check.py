@@ -1,9 +1,10 @@
 """Run in a subprocess: two logical CPU devices must exist before TensorFlow starts.
 
 Trains the same steps on one device and under MirroredStrategy over cpu:0 and cpu:1
-with the same global batch, and prints JSON with the largest weight and loss
-differences: for a finetuned classifier (frozen BatchNorm, no dropout, plain SGD)
-and for the DCGAN's train_step (synchronized BatchNorm, latents fed as data).
+with the same global batch (through Keras' fit, and through kerastl's own loop), and
+prints JSON with the largest weight and loss differences: for a finetuned classifier
+(frozen BatchNorm, no dropout, plain SGD) and for the DCGAN's train_step (synchronized
+BatchNorm, latents fed as data).
 """
 
 import json
@@ -22,9 +23,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kerastl.distribute import make_strategy  # noqa: E402
+from kerastl.loop import fit  # noqa: E402
 
 
-def classifier_run(strategy, images, labels):
+def classifier_run(strategy, images, labels, own_loop=False):
     from kerastl.transfer.model import build_classifier, resolve_backbone
     from kerastl.quickstart import SAMPLE_BACKBONE_DIR
 
@@ -37,11 +39,12 @@ def classifier_run(strategy, images, labels):
         model = build_classifier(backbone, 3, dropout=0.0)
         model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
     data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
-    history = model.fit(data, epochs=2, verbose=0, shuffle=False)
+    with strategy.scope():
+        history = fit(model, data, epochs=2, verbose=0, own_loop=own_loop)
     return model.get_weights(), history.history["loss"]
 
 
-def gan_run(strategy, real, latents):
+def gan_run(strategy, real, latents, own_loop=False):
     from kerastl.gan import DCGAN, build_discriminator, build_generator
 
     with strategy.scope():
@@ -51,7 +54,8 @@ def gan_run(strategy, real, latents):
         gan.discriminator.get_layer("dropout").rate = 0.0
         gan.compile(keras.optimizers.SGD(0.01), keras.optimizers.SGD(0.01))
     data = tf.data.Dataset.from_tensor_slices((real, latents)).batch(8)
-    history = gan.fit(data, epochs=1, verbose=0, shuffle=False)
+    with strategy.scope():
+        history = fit(gan, data, epochs=1, verbose=0, own_loop=own_loop)
     return gan.generator.get_weights() + gan.discriminator.get_weights(), \
         history.history["d_loss"] + history.history["g_loss"]
 
@@ -73,8 +77,11 @@ def main():
     for name, run, args in (("classifier", classifier_run, (images, labels)),
                             ("gan", gan_run, (real, latents))):
         (w1, l1), (w2, l2) = run(single, *args), run(mirrored, *args)
+        w3, l3 = run(mirrored, *args, own_loop=True)  # kerastl's multi-worker loop
         report[name] = {"weights": largest_difference(w1, w2),
                         "loss": largest_difference(l1, l2),
+                        "own_loop_weights": largest_difference(w1, w3),
+                        "own_loop_loss": largest_difference(l1, l3),
                         "repeatable": largest_difference(w1, run(single, *args)[0]) == 0.0}
     print("RESULT " + json.dumps(report))
 
