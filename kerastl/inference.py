@@ -114,7 +114,9 @@ def evaluate_heads(model, data: ImageSet, heads: list, split: str, batch_size: i
 
     ``predict`` rather than ``predict_on_batch``: under a multi-replica strategy the
     latter returns every replica's copy of a batch."""
-    outputs = model.predict(data.images.astype(np.float32), batch_size=batch_size, verbose=0)
+    from kerastl.data.pipeline import make_dataset
+
+    outputs = model.predict(make_dataset(data, batch_size), verbose=0)
     if not heads:
         return classification_report(data.labels, outputs, data.class_names, split)
     report = classification_report(data.labels, outputs["class"], data.class_names, split)

@@ -30,8 +30,15 @@ def test_split_is_stratified_and_reproducible(image_folder):
     assert first.fingerprint() != other.fingerprint()
 
 
-def test_bad_files_are_skipped_and_counted(image_folder, caplog, monkeypatch):
+def stream_every_folder(monkeypatch):
+    monkeypatch.setattr("kerastl.data.sources.STREAM_ABOVE_BYTES", 0)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_bad_files_are_skipped_and_counted(image_folder, caplog, monkeypatch, streamed):
     monkeypatch.setattr(logging.getLogger("kerastl"), "propagate", True)  # the CLI turns it off
+    if streamed:
+        stream_every_folder(monkeypatch)
     red = image_folder / "red"
     (red / "empty.jpg").write_bytes(b"")
     (red / "notes.txt").write_text("not an image")
@@ -42,6 +49,26 @@ def test_bad_files_are_skipped_and_counted(image_folder, caplog, monkeypatch):
                                         "unreadable or truncated": 1}
     assert bundle.train.counts()["red"] + bundle.val.counts()["red"] == 13
     assert "skipped 3 bad file(s)" in caplog.text
+
+
+def test_a_streamed_folder_gives_the_pixels_of_the_in_memory_one(image_folder, monkeypatch):
+    """Above the size limit a folder is decoded batch by batch from its files, through the
+    same decode and resize: the same split, fingerprint-stable, the same batches."""
+    from kerastl.data.file_images import FileImages
+    from kerastl.data.pipeline import make_dataset
+
+    in_memory = load_data(str(image_folder), 24, val_fraction=0.25, seed=3)
+    stream_every_folder(monkeypatch)
+    streamed = load_data(str(image_folder), 24, val_fraction=0.25, seed=3)
+    assert isinstance(streamed.train.images, FileImages)
+    assert streamed.train.images.shape == in_memory.train.images.shape
+    np.testing.assert_array_equal(np.asarray(streamed.train.images), in_memory.train.images)
+    np.testing.assert_array_equal(streamed.val.labels, in_memory.val.labels)
+    assert streamed.train.fingerprint() == streamed.train.fingerprint()
+    for (a, la), (b, lb) in zip(make_dataset(streamed.train, 5, training=True, seed=1),
+                                make_dataset(in_memory.train, 5, training=True, seed=1)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+        np.testing.assert_array_equal(la.numpy(), lb.numpy())
 
 
 def test_pre_split_folder_is_respected(tmp_path):

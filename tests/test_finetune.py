@@ -11,7 +11,10 @@ from kerastl.quickstart import SAMPLE_BACKBONE_DIR
 TINY = dict(image_size=32, frozen_epochs=1, finetune_epochs=1, batch_size=8, verbose=0)
 
 
-def test_mixup_and_cutmix_train_with_one_hot_labels(session_folder, tmp_path):
+def test_mixup_and_cutmix_train_with_one_hot_labels_on_a_streamed_folder(session_folder,
+                                                                         tmp_path, monkeypatch):
+    """Also the whole run on a folder decoded batch by batch from its files."""
+    monkeypatch.setattr("kerastl.data.sources.STREAM_ABOVE_BYTES", 0)
     result = kerastl.finetune(str(session_folder), backbone="kerastl_small", weights="none",
                               mixup=True, cutmix=True, runs_dir=str(tmp_path), name="mix",
                               **TINY)

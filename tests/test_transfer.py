@@ -101,17 +101,17 @@ def test_handoff_carries_the_pretrained_weights(pretrained, tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_from_scratch_runs_get_bn_momentum_0_9_unless_told(tmp_path, session_folder):
+def test_from_scratch_runs_get_bn_momentum_0_9_unless_told():
     """Keras builds MobileNetV3 with momentum 0.999, too slow to converge in short runs."""
     import keras
 
-    def momenta(**options):
-        result = kerastl.finetune(str(session_folder), backbone="mobilenetv3small",
-                                  weights="none", image_size=32, frozen_epochs=0,
-                                  finetune_epochs=1, batch_size=16,
-                                  runs_dir=str(tmp_path), verbose=0, **options)
-        return {layer.momentum for layer in result.model.get_layer("backbone").layers
+    from kerastl.transfer.model import resolve_backbone
+
+    def momenta(weights, bn_momentum=None):
+        backbone = resolve_backbone("mobilenetv3small", weights, 32, bn_momentum)
+        return {layer.momentum for layer in backbone.model.layers
                 if isinstance(layer, keras.layers.BatchNormalization)}
 
-    assert momenta(name="default") == {0.9}
-    assert momenta(name="told", bn_momentum=0.75) == {0.75}
+    assert momenta("none") == {0.9}
+    assert momenta("none", 0.75) == {0.75}
+    assert momenta(None) == {0.9}

@@ -13,7 +13,8 @@ from kerastl.errors import DataError
 
 @dataclasses.dataclass
 class ImageSet:
-    """uint8 images (N, H, W, 3) with integer labels into ``class_names``."""
+    """uint8 images (N, H, W, 3) with integer labels into ``class_names``; ``images`` is an
+    array, or a :class:`~kerastl.data.file_images.FileImages` for a streamed folder."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -60,7 +61,8 @@ class ImageSet:
     def fingerprint(self) -> str:
         """A short hash of pixels, labels and class names: equal data, equal print."""
         digest = hashlib.blake2b(digest_size=12)
-        digest.update(np.ascontiguousarray(self.images).data)
+        pixels = getattr(self.images, "fingerprint_bytes", None)  # streamed: no decoding
+        digest.update(pixels() if pixels else np.ascontiguousarray(self.images).data)
         digest.update(np.ascontiguousarray(self.labels).data)
         digest.update("\n".join(self.class_names).encode())
         return digest.hexdigest()

@@ -1,6 +1,7 @@
 """tf.data pipelines over an :class:`ImageSet`, with augmentation presets.
 
-Images stay uint8 in memory (cached once, never as full-size floats); each batch
+Images stay uint8 in memory (cached once, never as full-size floats), or, for a
+folder too large for that, are decoded from their files batch by batch; each batch
 is cast to float32 in 0-255 and augmented on the fly. The model's own
 preprocessing layer maps 0-255 to what its backbone expects.
 """
@@ -12,6 +13,29 @@ from kerastl.data.imageset import ImageSet
 from kerastl.errors import KerastlError
 
 AUGMENTATIONS = ("none", "light", "randaugment")
+
+
+def _streamed(data: ImageSet) -> bool:
+    from kerastl.data.file_images import FileImages
+
+    return isinstance(data.images, FileImages)
+
+
+def _batch_reader(data: ImageSet):
+    """index batch -> (uint8 images, labels): gathered from memory, or decoded from the
+    files of a streamed folder (two batches decoding at a time, a few in memory)."""
+    tf = tensorflow()
+    labels = tf.constant(data.labels)
+    if not _streamed(data):
+        images = tf.constant(data.images)
+        return lambda index: (tf.gather(images, index), tf.gather(labels, index))
+    files = data.images
+
+    def read(index):
+        batch = tf.numpy_function(files.read, [index], tf.uint8, stateful=False)
+        batch.set_shape((None, *files.size, 3))
+        return batch, tf.gather(labels, index)
+    return read
 
 
 def augmentation_layers(preset: str, seed: int) -> list:
@@ -49,14 +73,13 @@ def make_dataset(data: ImageSet, batch_size: int, *, training: bool = False, see
     if label_maps and (mixup or cutmix or one_hot):
         raise KerastlError("multi-task heads take class indices: no --mixup or --cutmix")
     tf = tensorflow()
-    images_in_memory = tf.constant(data.images)
-    labels_in_memory = tf.constant(data.labels)
     # Shuffle and batch indices, then gather whole batches: one op per batch, not per image.
     dataset = tf.data.Dataset.range(len(data))
     if training:
         dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).map(
-        lambda index: (tf.gather(images_in_memory, index), tf.gather(labels_in_memory, index)))
+        _batch_reader(data), num_parallel_calls=2 if _streamed(data) else None,
+        deterministic=True)
     layers = augmentation_layers(augment, seed) if training else []
     mixers = _mixers(mixup, cutmix, seed) if training else []
     num_classes = len(data.class_names)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from kerastl.data.images import BadImage, SkippedFiles, load_image, resize_array
+from kerastl.data.file_images import STREAM_ABOVE_BYTES, FileImages, check_file
 from kerastl.data.imageset import ImageSet
 from kerastl.errors import DataError
 
@@ -129,7 +130,8 @@ def _read_files(files: list[Path], labels: np.ndarray, class_names: list[str],
     An empty ``labels`` means every file is class 0.
     """
     labels = labels if len(labels) else np.zeros(len(files), np.int64)
-    _check_fits_in_memory(len(files), size)
+    if len(files) * size[0] * size[1] * 3 > STREAM_ABOVE_BYTES:
+        return _stream_files(files, labels, class_names, size, skipped, root)
     images = np.zeros((len(files), size[0], size[1], 3), dtype=np.uint8)
     ok = np.zeros(len(files), dtype=bool)
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
@@ -142,6 +144,24 @@ def _read_files(files: list[Path], labels: np.ndarray, class_names: list[str],
     if len(data) == 0:
         raise DataError(f"no readable images under {root}")
     return data
+
+
+def _stream_files(files: list[Path], labels: np.ndarray, class_names: list[str],
+                  size: tuple[int, int], skipped: SkippedFiles, root: Path) -> ImageSet:
+    """Check every file's header now; decode batch by batch while training."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        problems = list(pool.map(check_file, files))
+    for path, bad in zip(files, problems):
+        if bad is not None:
+            skipped.add(path, bad.reason)
+    ok = np.array([bad is None for bad in problems], dtype=bool)
+    if not ok.any():
+        raise DataError(f"no readable images under {root}")
+    kept = [path for path, good in zip(files, ok) if good]
+    log.info("%d images under %s would take %.1f GiB decoded at %dx%d: decoding them batch by "
+             "batch from their files", len(kept), root,
+             len(kept) * size[0] * size[1] * 3 / 2**30, *size)
+    return ImageSet(FileImages(kept, size), labels[ok], class_names)
 
 
 def _try_load(path: Path, size: tuple[int, int]):
