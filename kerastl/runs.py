@@ -6,6 +6,7 @@ leaves half a file; an existing run is never overwritten silently.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -62,12 +63,17 @@ class RunDir:
     def save_model(self, model, name: str = MODEL_FILE) -> Path:
         return atomic_save_model(model, self.path / name)
 
-    def attach_log(self, logger: logging.Logger) -> logging.Handler:
-        """Copy ``logger``'s records to ``run.log`` in this run."""
+    @contextlib.contextmanager
+    def capture_log(self, logger: logging.Logger):
+        """Copy ``logger``'s records to ``run.log`` in this run while the block runs."""
         handler = logging.FileHandler(self.path / LOG_FILE)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
-        return handler
+        try:
+            yield handler
+        finally:
+            logger.removeHandler(handler)
+            handler.close()
 
 
 def atomic_write_text(path: Path, text: str) -> Path:

@@ -109,15 +109,10 @@ def run_color(config: ColorConfig) -> ColorResult:
     bundle = load_images(config.data, backbone.meta.image_size,
                          val_fraction=config.val_fraction, seed=config.seed)
     path = Path(config.runs_dir) / (config.name or default_run_name(JOB, backbone.meta.name))
-    with worker_run_dir(strategy, path, config.overwrite) as run:
-        handler = run.attach_log(log)
-        try:
-            with strategy.scope():
-                trained = _fit_phases(config, backbone, bundle, run)
-            return _finish(config, bundle, run, *trained)
-        finally:
-            log.removeHandler(handler)
-            handler.close()
+    with worker_run_dir(strategy, path, config.overwrite) as run, run.capture_log(log):
+        with strategy.scope():
+            trained = _fit_phases(config, backbone, bundle, run)
+        return _finish(config, bundle, run, *trained)
 
 
 def _fit_phases(config: ColorConfig, backbone, bundle: DataBundle, run: RunDir):

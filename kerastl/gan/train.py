@@ -167,8 +167,7 @@ def _images(config: GanConfig, size: int, channels: int | None) -> np.ndarray:
 
 def _fit(config: GanConfig, strategy, gan: DCGAN, run: RunDir, images: np.ndarray,
          rows: list[dict], callbacks) -> GanResult:
-    handler = run.attach_log(log)
-    try:
+    with run.capture_log(log):
         size = images.shape[1]
         log.info("%s: %d images at %dx%dx%d, DiffAugment %s, from epoch %d", config.job,
                  len(images), size, size, images.shape[-1], gan.diffaugment or "off",
@@ -195,9 +194,6 @@ def _fit(config: GanConfig, strategy, gan: DCGAN, run: RunDir, images: np.ndarra
         save_image_grid(square_grid(gan.sample(GRID_SAMPLES, config.seed)),
                         run / "plots" / "samples_final.png", cell=max(size, 64))
         return GanResult(gan, run.path, history.rows, metrics)
-    finally:
-        log.removeHandler(handler)
-        handler.close()
 
 
 def _build(config: GanConfig, source: DCGAN | None, size: int, channels: int,

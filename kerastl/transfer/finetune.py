@@ -161,8 +161,8 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
                  for option in config.heads or []]
         path = Path(config.runs_dir) / (config.name or default_run_name(
             config.job, backbone.meta.name))
-        with worker_run_dir(strategy, path, config.overwrite) as run:
-            return _train_logged(config, strategy, backbone, bundle, heads, run)
+        with worker_run_dir(strategy, path, config.overwrite) as run, run.capture_log(log):
+            return _train(config, strategy, backbone, bundle, heads, run)
 
 
 def resume_finetune(run_dir: str | Path) -> FinetuneResult:
@@ -192,10 +192,11 @@ def resume_finetune(run_dir: str | Path) -> FinetuneResult:
                            seed=config.seed, classes=config.classes, per_class=config.per_class)
         heads = [make_head(*parse_head(option), bundle.class_names)
                  for option in config.heads or []]
-        log.info("resuming %s after epoch %d (phase %d)", run.path, state.epochs_done,
-                 state.phase_index + 1)
-        with worker_run_dir(strategy, run.path, existing=True) as worker_run:
-            return _train_logged(config, strategy, backbone, bundle, heads, worker_run, state)
+        with worker_run_dir(strategy, run.path, existing=True) as worker_run, \
+                worker_run.capture_log(log):
+            log.info("resuming %s after epoch %d (phase %d)", run.path, state.epochs_done,
+                     state.phase_index + 1)
+            return _train(config, strategy, backbone, bundle, heads, worker_run, state)
 
 
 def _start(config: FinetuneConfig):
@@ -209,16 +210,6 @@ def _start(config: FinetuneConfig):
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
     return strategy
-
-
-def _train_logged(config, strategy, backbone, bundle, heads, run: RunDir,
-                  resume: TrainingState | None = None) -> FinetuneResult:
-    handler = run.attach_log(log)
-    try:
-        return _train(config, strategy, backbone, bundle, heads, run, resume)
-    finally:
-        log.removeHandler(handler)
-        handler.close()
 
 
 def _train(config: FinetuneConfig, strategy, backbone: ResolvedBackbone, bundle: DataBundle,
