@@ -14,7 +14,10 @@ timeout ends the run).
 
 from __future__ import annotations
 
+import contextlib
+
 from kerastl._tf import tensorflow
+from kerastl.errors import TrainingError
 
 
 def needs_own_loop(strategy) -> bool:
@@ -67,15 +70,16 @@ class OwnLoop:
         for epoch in range(initial_epoch, epochs):
             model.reset_metrics()
             callbacks.on_epoch_begin(epoch)
-            for step, batch in enumerate(batches.epoch()):
-                callbacks.on_train_batch_begin(step)
-                logs = _floats(self._train_step(batch))
-                callbacks.on_train_batch_end(step, logs)
-                if model.stop_training:
-                    break
-            epoch_logs = _floats(model.get_metrics_result())
-            if val is not None:
-                epoch_logs.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
+            with _cluster_errors():
+                for step, batch in enumerate(batches.epoch()):
+                    callbacks.on_train_batch_begin(step)
+                    logs = _floats(self._train_step(batch))
+                    callbacks.on_train_batch_end(step, logs)
+                    if model.stop_training:
+                        break
+                epoch_logs = _floats(model.get_metrics_result())
+                if val is not None:
+                    epoch_logs.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
             callbacks.on_epoch_end(epoch, epoch_logs)
             if model.stop_training:
                 break
@@ -90,15 +94,16 @@ class OwnLoop:
         return _floats(self.model.get_metrics_result())
 
     def _distributed(self, step):
-        """``step`` on every replica in one graph; logs averaged over replicas (progress only:
-        epoch logs come from the metrics, pooled exactly)."""
+        """``step`` on every replica in one graph. The step's logs are this worker's first
+        replica's (progress only: epoch logs come from the metrics, pooled exactly), since
+        every collective op costs (see :mod:`kerastl.distribute`)."""
         tf = tensorflow()
         strategy = self.strategy
 
         @tf.function
         def run(batch):
             logs = strategy.run(step, args=(batch,))
-            return {name: strategy.reduce("MEAN", value, axis=None)
+            return {name: strategy.experimental_local_results(value)[0]
                     for name, value in logs.items()}
         return run
 
@@ -109,6 +114,20 @@ class OwnLoop:
             return
         first = next(iter(train))
         self.model._maybe_symbolic_build(data_batch=first)
+
+
+@contextlib.contextmanager
+def _cluster_errors():
+    """A worker that died or stopped answering: one line, not TensorFlow's page."""
+    tf = tensorflow()
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+            tf.errors.CancelledError) as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip()), "")
+        raise TrainingError(f"the multi-worker cluster broke off ({type(exc).__name__}: "
+                            f"{first[:200]}): a worker died or stopped answering; restart "
+                            "every worker (finetune runs resume with --resume)") from None
 
 
 class _Batches:

@@ -102,3 +102,16 @@ def test_two_workers_on_localhost_train_alike_and_only_the_chief_writes(session_
         assert Path(chief[job]["run_dir"]) == runs / job
         assert (runs / job / "metrics.json").exists() and (runs / job / "model.keras").exists()
         assert not Path(other[job]["run_dir"]).exists()  # the worker's copy is gone
+
+
+def test_collective_timeout_is_off_unless_set(monkeypatch):
+    """Off by default: TensorFlow keeps a thread per timed collective for the whole timeout."""
+    from kerastl.distribute import TIMEOUT_VARIABLE, collective_timeout
+
+    monkeypatch.delenv(TIMEOUT_VARIABLE, raising=False)
+    assert collective_timeout() is None
+    monkeypatch.setenv(TIMEOUT_VARIABLE, "600")
+    assert collective_timeout() == 600
+    monkeypatch.setenv(TIMEOUT_VARIABLE, "soon")
+    with pytest.raises(KerastlError, match=TIMEOUT_VARIABLE):
+        collective_timeout()
