@@ -32,8 +32,8 @@ class FileImages:
 
     ``len``, ``shape`` and ``dtype`` as an array's; an integer index decodes one image, a
     slice or index array gives a lazy subset, :meth:`read` and ``np.asarray`` decode.
-    A file that fails to decode here (it passed the check at loading) comes back black,
-    with a warning naming it.
+    Every file decoded once at loading (:func:`check_file`); one that fails later (changed
+    on disk since) comes back black, with a warning naming it.
     """
 
     ndim = 4
@@ -92,16 +92,10 @@ class FileImages:
 
 
 def check_file(path: Path) -> BadImage | None:
-    """A cheap check at loading time (header, size, pixel cap) for a streamed folder."""
-    from PIL import Image
-
+    """Decode ``path`` once at loading time (not kept), through the same checks as the
+    in-memory path, so that a bad file is skipped and counted there, not met mid-training."""
     try:
-        if path.stat().st_size == 0:
-            return BadImage("empty file")
-        with Image.open(path) as image:
-            image.verify()
-    except Image.UnidentifiedImageError as exc:
-        return BadImage("not an image", str(exc))
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        return BadImage("unreadable or truncated", str(exc))
+        load_image(path)
+    except BadImage as bad:
+        return bad
     return None

@@ -148,7 +148,7 @@ def _read_files(files: list[Path], labels: np.ndarray, class_names: list[str],
 
 def _stream_files(files: list[Path], labels: np.ndarray, class_names: list[str],
                   size: tuple[int, int], skipped: SkippedFiles, root: Path) -> ImageSet:
-    """Check every file's header now; decode batch by batch while training."""
+    """Check every file now (decoded once, not kept); decode batch by batch while training."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         problems = list(pool.map(check_file, files))
     for path, bad in zip(files, problems):
