@@ -9,7 +9,7 @@ checkpoints and run-directory outputs. Every other strategy goes to ``model.fit`
 
 Every worker runs the same steps: datasets must give each worker the same number of batches
 (``drop_remainder``), or a collective waits for a batch that never comes (until the strategy's
-timeout ends the run).
+health check, or ``KERASTL_COLLECTIVE_TIMEOUT``, ends the run).
 """
 
 from __future__ import annotations
