@@ -25,7 +25,8 @@ def data_options(command):
                      help="Few-shot: at most N training images per class (seeded)."),
         click.option("--val-fraction", type=click.FloatRange(0, 0.9), default=0.2,
                      help="Share of each class held out for validation when the data "
-                          "has no val/ split."),
+                          "has no val/ split; 0 trains on everything and keeps the last "
+                          "epoch (no early stopping)."),
         click.option("--image-size", type=click.IntRange(min=8),
                      help="Side in pixels [default: the backbone's default, or a "
                           "pretrained run's size]."),

@@ -13,6 +13,7 @@ from pathlib import Path
 from kerastl.errors import KerastlError, WeightsError
 
 SMALL = "kerastl_small"
+WIDE = "kerastl_wide"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +30,7 @@ class BackboneSpec:
             does not match stays in the block before it.
         boundary_pattern: alternatively, regex of the layers that close a block.
         internal_preprocessing: the constructor takes ``include_preprocessing``.
+        widths: kerastl's own CNNs (no ``keras_name``): filters per block.
     """
 
     name: str
@@ -40,10 +42,19 @@ class BackboneSpec:
     group_pattern: str = ""
     boundary_pattern: str = ""
     internal_preprocessing: bool = False
+    widths: tuple[int, ...] = ()
+
+    @property
+    def own(self) -> bool:
+        """kerastl's own CNN (no ImageNet weights), not a Keras Application."""
+        return not self.keras_name
 
 
 REGISTRY: dict[str, BackboneSpec] = {spec.name: spec for spec in [
-    BackboneSpec(SMALL, "", "tf", 16, 32, 294_960, group_pattern=r"^(block\d+)_"),
+    BackboneSpec(SMALL, "", "tf", 16, 32, 294_960, group_pattern=r"^(block\d+)_",
+                 widths=(16, 32, 64, 128)),
+    BackboneSpec(WIDE, "", "tf", 16, 32, 661_896, group_pattern=r"^(block\d+)_",
+                 widths=(24, 48, 96, 192)),
     BackboneSpec("resnet50", "ResNet50", "caffe", 32, 224, 23_587_712,
                  group_pattern=r"^(conv\d)_"),
     BackboneSpec("resnet50v2", "ResNet50V2", "tf", 32, 224, 23_564_800,
@@ -105,11 +116,11 @@ def build_backbone(name: str, image_size: int, weights: str | None = None,
     spec = get_spec(name)
     check_size(spec, image_size)
     keras_weights = "imagenet" if weights == "imagenet" else None
-    if spec.name == SMALL:
+    if spec.own:
         if keras_weights:
-            raise WeightsError(f"{SMALL} has no ImageNet weights: use --weights none, a "
+            raise WeightsError(f"{spec.name} has no ImageNet weights: use --weights none, a "
                                "weights file, or a run from 'kerastl pretrain'")
-        model = small_backbone(image_size)
+        model = small_backbone(image_size, spec.widths)
     else:
         model = _keras_application(spec, None if any_size else image_size, keras_weights)
     if weights not in (None, "none", "imagenet"):
@@ -246,5 +257,5 @@ def describe(spec: BackboneSpec) -> dict:
     """One row of ``kerastl backbones``."""
     return {"name": spec.name, "params": spec.params, "default_size": spec.default_size,
             "min_size": spec.min_size, "preprocessing": spec.preprocessing,
-            "imagenet": spec.name != SMALL}
+            "imagenet": not spec.own}
 

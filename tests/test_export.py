@@ -116,6 +116,29 @@ def test_int8_io_takes_uint8(trained_run, tmp_path):
     assert runner.input["dtype"] == np.uint8 and runner.output["dtype"] == np.uint8
 
 
+def test_int8_hard_swish_runs_inside_xnnpack(tmp_path):
+    """LiteRT's XNNPACK has no int8 HARD_SWISH: left as is, each one splits the graph."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="hard_swish")(inputs)
+    x = keras.layers.Activation("hard_swish")(keras.layers.Conv2D(8, 3, padding="same")(x))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, padding="same")(x))
+    model = keras.Model(inputs, keras.layers.Dense(4)(x))  # int8 SOFTMAX would be a 2nd piece
+    pixels = np.random.default_rng(0).uniform(0, 1, (32, 16, 16, 3)).astype(np.float32)
+    path = tmp_path / "int8.tflite"
+    path.write_bytes(convert(model, "int8", lambda: (p[None] for p in pixels)))
+    runner = TFLiteRunner(str(path))
+    probabilities = runner(pixels)
+    ops = {op["op_name"] for op in runner.interpreter._get_ops_details()}
+    assert "HARD_SWISH" not in ops and "ADD" in ops
+    assert runner.delegate_partitions == 1
+    assert np.abs(probabilities - model.predict_on_batch(pixels)).max() < 0.05 * np.abs(
+        probabilities).max()
+    swapped = [layer for layer in model.layers if "hard" in getattr(layer, "activation",
+                                                                     len).__name__]
+    assert len(swapped) == 2  # the originals are back after the conversion
+
+
 @pytest.mark.parametrize("backbone", ["resnet50", "vgg16", "inceptionv3"])
 def test_float_tflite_matches_keras_for_large_backbones(backbone, tmp_path):
     keras.utils.set_random_seed(0)

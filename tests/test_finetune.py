@@ -98,3 +98,16 @@ def test_multitask_refuses_label_mixing(tmp_path):
 
     with pytest.raises(KerastlError, match="multi-task runs take plain class labels"):
         kerastl.multitask("sample", heads=["g=x.json"], label_smoothing=0.1)
+
+
+def test_without_a_validation_split_the_last_epoch_is_kept(tmp_path):
+    """--val-fraction 0 trains on every label: no early stopping, no pick by any split."""
+    result = kerastl.finetune("sample", weights=str(SAMPLE_BACKBONE_DIR), backbone=None,
+                              classes="5-9", per_class=8, image_size=32, frozen_epochs=2,
+                              finetune_epochs=1, batch_size=8, augment="none", val_fraction=0.0,
+                              lr=1e-6, patience=1, runs_dir=str(tmp_path), name="noval",
+                              verbose=0)
+    assert len(result.data.train) == 40 and len(result.data.val) == 0
+    assert "val" not in result.metrics and "test" in result.metrics
+    assert result.metrics["best_epoch"] == len(result.history) == 3
+    assert (result.run_dir / "plots" / "confusion_matrix.png").exists()

@@ -188,8 +188,9 @@ def _export_tflite(source: ModelSource, model_dir: Path, name: str, version: int
     flatbuffer = convert(source.classifier.keras_model, quantize, representative, int8_io)
     suffix = "" if quantize == "none" else f"-{quantize}"
     path = atomic_write(model_dir / f"{name}-v{version}{suffix}.tflite", flatbuffer)
-    report = parity_report(source.classifier.predict_batch, TFLiteRunner(str(path)), pixels,
-                           path, checked_on)
+    runner = TFLiteRunner(str(path))
+    report = parity_report(source.classifier.predict_batch, runner, pixels, path, checked_on)
+    report["xnnpack_partitions"] = runner.delegate_partitions
     write_labels(model_dir, source.classifier.class_names)
     _write_report(_report_path(path), source, version, "tflite", quantize, report)
     return path, report

@@ -3,10 +3,18 @@
 Keras' own ``model.export(format="litert")`` turns on Flex ops (SELECT_TF_OPS),
 which the new Android runtime lacks; kerastl asks for builtin ops only and says
 so clearly when a model needs more.
+
+For int8, hard-swish is written as ``(x / 6) * relu6(x + 3)``: LiteRT's XNNPACK
+delegate has no int8 HARD_SWISH, so each one cut the graph (MobileNetV3Small: 21
+XNNPACK partitions with the slow builtin int8 kernel between them), while this
+form converts to ADD (fused ReLU6) and two MULs, which XNNPACK runs in int8. The
+usual ``x * relu6(x + 3) / 6`` would not do: the converter folds it back into
+HARD_SWISH.
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from typing import Callable, Iterable
 
@@ -41,7 +49,9 @@ def convert(model, quantize: str = "none",
         raise KerastlError("int8 quantization needs calibration images: export a run whose data "
                            "is at hand, or pass --data")
     height, width = (int(d) for d in model.input_shape[1:3])
-    with tempfile.TemporaryDirectory() as folder:
+    rewrite = _int8_friendly_activations(model) if quantize == "int8" else \
+        contextlib.nullcontext()
+    with tempfile.TemporaryDirectory() as folder, rewrite:
         archive = keras.export.ExportArchive()
         archive.track(model)
         archive.add_endpoint("serve", outputs or (
@@ -58,6 +68,32 @@ def convert(model, quantize: str = "none",
                 "this model does not convert to TFLite with builtin ops only "
                 f"({_first_line(exc)}); Flex ops would need the TensorFlow Lite Flex "
                 "delegate, which the new Android runtime lacks") from None
+
+
+HARD_SWISH_NAMES = ("hard_swish", "hard_silu")
+
+
+def int8_friendly_hard_swish(x):
+    """hard-swish as ops XNNPACK runs in int8 (and the converter does not re-fuse)."""
+    from keras import ops
+
+    return (x * (1.0 / 6.0)) * ops.relu6(x + 3.0)
+
+
+@contextlib.contextmanager
+def _int8_friendly_activations(model):
+    """Swap every hard-swish activation of ``model`` (nested models included) for
+    :func:`int8_friendly_hard_swish` while the model is traced; restored afterwards."""
+    swapped = [layer for layer in model._flatten_layers(include_self=False)
+               if getattr(getattr(layer, "activation", None), "__name__", "") in HARD_SWISH_NAMES]
+    originals = [layer.activation for layer in swapped]
+    for layer in swapped:
+        layer.activation = int8_friendly_hard_swish
+    try:
+        yield len(swapped)
+    finally:
+        for layer, original in zip(swapped, originals):
+            layer.activation = original
 
 
 def _configure(converter, quantize: str, representative, int8_io: bool) -> None:
@@ -91,6 +127,12 @@ class TFLiteRunner:
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self._batch = None
+
+    @property
+    def delegate_partitions(self) -> int:
+        """How many pieces LiteRT's XNNPACK delegate runs (1: the whole graph; each
+        extra piece is a hand-over to the slower builtin kernels). Known once a batch ran."""
+        return sum(op["op_name"] == "DELEGATE" for op in self.interpreter._get_ops_details())
 
     @property
     def image_size(self) -> tuple[int, int]:

@@ -19,10 +19,12 @@ log = logging.getLogger("kerastl")
 class BestModelSaver(keras.callbacks.Callback):
     """Save ``target`` atomically whenever ``monitor`` improves, across all phases.
 
-    ``target`` is the whole classifier even when a phase fits only its head.
+    ``target`` is the whole classifier even when a phase fits only its head. With
+    ``monitor=None`` (no validation data) every epoch is saved: the last one is kept.
     """
 
-    def __init__(self, run: RunDir, target, monitor: str = "val_accuracy", mode: str = "max"):
+    def __init__(self, run: RunDir, target, monitor: str | None = "val_accuracy",
+                 mode: str = "max"):
         super().__init__()
         self.run = run
         self.target = target
@@ -33,6 +35,10 @@ class BestModelSaver(keras.callbacks.Callback):
         self.best_epoch: int | None = None
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.monitor is None:
+            self.best_epoch = epoch
+            self.run.save_model(self.target, MODEL_FILE)
+            return
         value = (logs or {}).get(self.monitor)
         if value is not None and self.sign * value > self.best:
             self.best, self.best_epoch = self.sign * float(value), epoch

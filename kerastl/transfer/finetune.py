@@ -242,8 +242,7 @@ def _fit_phases(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: Data
         synchronize_batchnorm(model)  # one set of moving statistics on every replica
     if resume is None:
         _write_run_files(run, config, backbone, bundle, phases, heads)
-    monitor = f"val_{PRIMARY}_accuracy" if heads else "val_accuracy"
-    history, best = HistoryWriter(run), BestModelSaver(run, model, monitor)
+    history, best = HistoryWriter(run), BestModelSaver(run, model, _monitor(bundle, heads))
     state = resume or TrainingState(0, 0, 0, False, best.best, None, {})
     if resume is not None:
         load_weights(run, resume, model)
@@ -266,6 +265,15 @@ def _fit_phases(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: Data
     elapsed = time.perf_counter() - started
     remove_checkpoints(run)
     return elapsed, best, history, state.phase_starts
+
+
+def _monitor(bundle: DataBundle, heads: list[Head]) -> str | None:
+    """The validation accuracy that picks the best epoch; None without validation data."""
+    if not len(bundle.val):
+        log.info("no validation split (--val-fraction 0): no early stopping, and the model "
+                 "of the last epoch is kept")
+        return None
+    return f"val_{PRIMARY}_accuracy" if heads else "val_accuracy"
 
 
 def _finish(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
@@ -326,9 +334,10 @@ class PhaseTrainer:
         self.history.phase = phase.name
         callbacks = [self.best, self.history, *([self.checkpoint] if self.checkpoint else []),
                      StopOnNaN(),
-                     keras.callbacks.EarlyStopping(self.best.monitor, mode="max",
-                                                   patience=self.config.patience),
                      keras.callbacks.TensorBoard(str(self.run / "logs"), write_graph=False)]
+        if self.best.monitor:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                self.best.monitor, mode="max", patience=self.config.patience))
         if phase.backbone_ramp != 1.0 and opened:
             callbacks.append(RampBackboneRate(optimizer, opened, phase, start))
         fit(fit_model, train_ds, validation_data=val_ds, initial_epoch=first,
@@ -374,7 +383,8 @@ class PhaseTrainer:
                                  cutmix=config.cutmix, one_hot=self.one_hot, label_maps=maps,
                                  drop_remainder=self.replicas > 1)
             val = make_dataset(self.bundle.val, config.batch_size, one_hot=self.one_hot,
-                               label_maps=maps, drop_remainder=self.replicas > 1)
+                               label_maps=maps, drop_remainder=self.replicas > 1) \
+                if len(self.bundle.val) else None
             self._image_data = (train, val)
         return self._image_data
 
@@ -382,10 +392,11 @@ class PhaseTrainer:
         extractor, head = split_at_features(self.model)
         size = self.config.batch_size
         train = features_of(extractor, self.bundle.train, size)
-        val = features_of(extractor, self.bundle.val, size)
+        val = make_dataset(features_of(extractor, self.bundle.val, size), size,
+                           one_hot=self.one_hot, drop_remainder=self.replicas > 1) \
+            if len(self.bundle.val) else None
         return (head, make_dataset(train, size, training=True, seed=self.config.seed,
-                                   one_hot=self.one_hot, drop_remainder=self.replicas > 1),
-                make_dataset(val, size, one_hot=self.one_hot, drop_remainder=self.replicas > 1))
+                                   one_hot=self.one_hot, drop_remainder=self.replicas > 1), val)
 
     def _class_weight(self) -> dict[int, float] | None:
         if self.config.class_weight != "balanced":
@@ -424,6 +435,8 @@ def _evaluate_splits(model, bundle: DataBundle, batch_size: int,
 def _plots(run: RunDir, rows, phase_starts, metrics, class_names) -> None:
     plot_history(rows, phase_starts, run / "plots" / "training_curves.png")
     split = "test" if "test" in metrics else "val"
+    if split not in metrics:
+        return
     plot_confusion(metrics[split]["confusion_matrix"], class_names,
                    run / "plots" / "confusion_matrix.png", f"confusion matrix ({split})")
 
