@@ -1,14 +1,19 @@
 """Latency and size of each export format against Keras called directly; int8 agreement.
 
-Part 1, speed and size at 224 px (random weights: latency does not depend on them):
-Keras ``predict_on_batch`` (not ``predict``, whose per-call overhead dominates small
-inputs), float TFLite, and TFLite with dynamic-range, float16 and int8 quantization,
-per image (batch 1) and per image in batches of 16, all run through
-``ai_edge_litert`` with the same thread count.
-
-Part 2, agreement: MobileNetV3Small trained here from scratch on the bundled
+Part 1, agreement: MobileNetV3Small trained here from scratch on the bundled
 sample at 64 px, exported with each quantization, top-1 agreement with Keras on
 the sample's 1,000 test images (int8 calibrated on 200 training images).
+
+Part 2, speed and size at 224 px: Keras ``predict_on_batch`` (not ``predict``,
+whose per-call overhead dominates small inputs), float TFLite, and TFLite with
+dynamic-range, float16 and int8 quantization, per image (batch 1) and per image in
+batches of 16, all run through ``ai_edge_litert`` with the same thread count, and
+how many pieces XNNPACK runs each in. MobileNetV3Small carries the weights trained
+in part 1 (its layers do not depend on the input size) and is calibrated on the
+sample's images resized to 224: int8 needs activation ranges of a trained model
+(with random weights some activations are so small that XNNPACK refuses the
+int8 ADDs after them, which would time a model nobody ships). ResNet50 has random
+weights (training it does not fit this CPU).
 
     python benchmarks/export_latency.py [--backbones mobilenetv3small,resnet50]
 """
@@ -48,14 +53,20 @@ def per_image_ms(predict, pixels: np.ndarray, repeats: int) -> float:
     return statistics.median(times)
 
 
-def speed_rows(backbone: str, size: int, repeats: int, folder: Path) -> list[dict]:
+def speed_rows(backbone: str, size: int, repeats: int, folder: Path,
+               trained=None, images: np.ndarray | None = None) -> list[dict]:
+    """Rows per format; ``trained`` (a classifier of the same backbone at another size)
+    gives its weights, and ``images`` (uint8) the calibration set, both optional."""
     keras.utils.set_random_seed(0)
     model = build_classifier(resolve_backbone(backbone, "none", size), 10)
+    if trained is not None:
+        model.set_weights(trained.get_weights())
     rng = np.random.default_rng(0)
     one = rng.uniform(0, 255, (1, size, size, 3)).astype(np.float32)
     batch = rng.uniform(0, 255, (16, size, size, 3)).astype(np.float32)
-    calibration = rng.uniform(0, 255, (50, size, size, 3)).astype(np.float32)
-    rows = [{"model": backbone, "format": "keras", "size_mb": None,
+    calibration = rng.uniform(0, 255, (50, size, size, 3)).astype(np.float32) \
+        if images is None else tf.image.resize(images[:50], (size, size)).numpy()
+    rows = [{"model": backbone, "format": "keras", "size_mb": None, "pieces": None,
              "ms_1": per_image_ms(model.predict_on_batch, one, repeats),
              "ms_16": per_image_ms(model.predict_on_batch, batch, max(3, repeats // 4))}]
     for quantize in QUANTIZATIONS:
@@ -65,12 +76,14 @@ def speed_rows(backbone: str, size: int, repeats: int, folder: Path) -> list[dic
         rows.append({"model": backbone, "format": f"tflite {quantize}",
                      "size_mb": path.stat().st_size / 1e6,
                      "ms_1": per_image_ms(runner, one, repeats),
-                     "ms_16": per_image_ms(runner, batch, max(3, repeats // 4))})
+                     "ms_16": per_image_ms(runner, batch, max(3, repeats // 4)),
+                     "pieces": runner.delegate_partitions})
     keras.backend.clear_session()
     return rows
 
 
-def agreement_rows(size: int, epochs: int, folder: Path) -> list[dict]:
+def agreement_rows(size: int, epochs: int, folder: Path):
+    """Agreement rows, and the trained model and its training images for part 2."""
     result = kerastl.finetune("sample", backbone="mobilenetv3small", weights="none",
                               image_size=size, frozen_epochs=0, finetune_epochs=epochs,
                               runs_dir=str(folder), name="agreement", verbose=0)
@@ -89,7 +102,20 @@ def agreement_rows(size: int, epochs: int, folder: Path) -> list[dict]:
         rows.append({"quantization": quantize,
                      "test_accuracy": float(np.mean(top1 == test.labels)),
                      "agreement": float(np.mean(top1 == keras_top1))})
-    return rows
+    return rows, model, train
+
+
+def print_speed(backbone: str, size: int, rows: list[dict]) -> None:
+    float_row = next(r for r in rows if r["format"] == "tflite none")
+    print(f"\n{backbone} at {size} px")
+    print(f"{'format':16} {'MB':>7} {'ms/img b1':>10} {'ms/img b16':>11} "
+          f"{'x float speed':>14} {'x float size':>13} {'XNNPACK pieces':>15}")
+    for row in rows:
+        mb = f"{row['size_mb']:.2f}" if row["size_mb"] else "-"
+        rel_size = f"{row['size_mb'] / float_row['size_mb']:.2f}" if row["size_mb"] else "-"
+        print(f"{row['format']:16} {mb:>7} {row['ms_1']:>10.2f} {row['ms_16']:>11.2f} "
+              f"{float_row['ms_1'] / row['ms_1']:>13.2f}x {rel_size:>13} "
+              f"{row['pieces'] if row['pieces'] is not None else '-':>15}")
 
 
 def main() -> None:
@@ -103,25 +129,19 @@ def main() -> None:
     print(f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, "
           f"LiteRT threads {THREADS}")
     with tempfile.TemporaryDirectory() as tmp:
-        for backbone in filter(None, args.backbones.split(",")):
-            rows = speed_rows(backbone, args.size, args.repeats, Path(tmp))
-            float_row = next(r for r in rows if r["format"] == "tflite none")
-            print(f"\n{backbone} at {args.size} px")
-            print(f"{'format':16} {'MB':>7} {'ms/img b1':>10} {'ms/img b16':>11} "
-                  f"{'x float speed':>14} {'x float size':>13}")
-            for row in rows:
-                size = f"{row['size_mb']:.2f}" if row["size_mb"] else "-"
-                rel_size = (f"{row['size_mb'] / float_row['size_mb']:.2f}"
-                            if row["size_mb"] else "-")
-                print(f"{row['format']:16} {size:>7} {row['ms_1']:>10.2f} {row['ms_16']:>11.2f} "
-                      f"{float_row['ms_1'] / row['ms_1']:>13.2f}x {rel_size:>13}")
+        rows, trained, images = agreement_rows(args.agreement_size, args.agreement_epochs,
+                                               Path(tmp))
         print(f"\nMobileNetV3Small trained here at {args.agreement_size} px "
               f"({args.agreement_epochs} epochs on the sample), 1,000 test images")
         print(f"{'quantization':14} {'test acc':>9} {'top-1 agreement':>16}")
-        for row in agreement_rows(args.agreement_size, args.agreement_epochs, Path(tmp)):
+        for row in rows:
             print(f"{row['quantization']:14} {row['test_accuracy']:>9.3f} "
                   f"{row['agreement']:>16.3f}")
-
+        for backbone in filter(None, args.backbones.split(",")):
+            mine = backbone == "mobilenetv3small"
+            print_speed(backbone, args.size, speed_rows(
+                backbone, args.size, args.repeats, Path(tmp), trained if mine else None,
+                images if mine else None))
 
 if __name__ == "__main__":
     main()

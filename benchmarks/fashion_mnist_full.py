@@ -28,18 +28,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="kerastl_wide")
     parser.add_argument("--image-size", type=int, default=28)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--augment", default="light")
+    parser.add_argument("--augment", default="shift")
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", default=None, help="keep the run here (default: a temp dir)")
     args = parser.parse_args()
     settings = dict(backbone=args.backbone, weights="none", image_size=args.image_size,
-                    finetune_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                    augment=args.augment, weight_decay=args.weight_decay, seed=args.seed,
-                    val_fraction=0.0)
+                    frozen_epochs=0, finetune_epochs=args.epochs, batch_size=args.batch_size,
+                    lr=args.lr, augment=args.augment, weight_decay=args.weight_decay,
+                    seed=args.seed, val_fraction=0.0)
     with tempfile.TemporaryDirectory() as scratch:
         started = time.perf_counter()
         result = kerastl.pretrain("fashion_mnist", runs_dir=args.runs or scratch,

@@ -29,7 +29,7 @@ def test_training_reshuffles_each_epoch(tiny_set):
     assert not np.array_equal(first, second)
 
 
-@pytest.mark.parametrize("augment", ["light", "randaugment"])
+@pytest.mark.parametrize("augment", ["shift", "light", "randaugment"])
 def test_augmentation_changes_pixels_not_shape(tiny_set, augment):
     images, _ = next(iter(make_dataset(tiny_set, 20, training=True, augment=augment)))
     assert images.shape == (20, 8, 8, 3)
