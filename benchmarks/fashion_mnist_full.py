@@ -33,12 +33,14 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--augment", default="shift")
     parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", default=None, help="keep the run here (default: a temp dir)")
     args = parser.parse_args()
     settings = dict(backbone=args.backbone, weights="none", image_size=args.image_size,
                     frozen_epochs=0, finetune_epochs=args.epochs, batch_size=args.batch_size,
                     lr=args.lr, augment=args.augment, weight_decay=args.weight_decay,
+                    label_smoothing=args.label_smoothing,
                     seed=args.seed, val_fraction=0.0)
     with tempfile.TemporaryDirectory() as scratch:
         started = time.perf_counter()

@@ -21,16 +21,20 @@ from kerastl_cli.output import print_table
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
 @click.option("--errors", "errors_plot", type=click.Path(dir_okay=False),
               help="Save a grid of the most confident mistakes to this PNG.")
-def evaluate(model, data, split, batch_size, as_json, errors_plot) -> None:
+@click.option("--tta", is_flag=True,
+              help="Test-time augmentation: average each image's probabilities with its "
+                   "mirror image's (for models trained with mirroring).")
+def evaluate(model, data, split, batch_size, as_json, errors_plot, tta) -> None:
     """Evaluate MODEL (a run directory, .keras file or export) on DATA."""
     from kerastl.inference import evaluate as run_evaluate
 
     report = run_evaluate(model, data, batch_size=batch_size, split=split,
-                          errors_plot=errors_plot)
+                          errors_plot=errors_plot, tta=tta)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    click.echo(f"{data} ({report['split']}, {report['n']} images): "
+    click.echo(f"{data} ({report['split']}, {report['n']} images"
+               f"{', mirror TTA' if tta else ''}): "
                f"accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}"
                + (f", top-5 {report['top5_accuracy']:.4f}" if "top5_accuracy" in report else ""))
     print_table([{"class": name, **values} for name, values in report["per_class"].items()])

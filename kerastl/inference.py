@@ -29,8 +29,17 @@ class Classifier:
     kind: str
     keras_model: object = None
 
-    def probabilities(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Probabilities for uint8 or float images, ``batch_size`` at a time."""
+    def probabilities(self, images: np.ndarray, batch_size: int = 64,
+                      tta: bool = False) -> np.ndarray:
+        """Probabilities for uint8 or float images, ``batch_size`` at a time.
+
+        ``tta``: test-time augmentation, fastai's ``tta`` reduced to the mirror: the
+        mean of the probabilities of each image and of its left-right mirror image.
+        Meant for models trained with mirroring (``--augment shift|light|randaugment``).
+        """
+        if tta:
+            return (self.probabilities(images, batch_size)
+                    + self.probabilities(images[:, :, ::-1], batch_size)) / 2.0
         if not len(images):
             return np.zeros((0, len(self.class_names)), np.float32)
         return np.concatenate([
@@ -127,12 +136,15 @@ def evaluate_heads(model, data: ImageSet, heads: list, split: str, batch_size: i
 
 
 def evaluate(model: str | Path, data: str, batch_size: int = 64,
-             split: str | None = None, errors_plot: str | Path | None = None) -> dict:
+             split: str | None = None, errors_plot: str | Path | None = None,
+             tta: bool = False) -> dict:
     """Classification report of a trained model (any format ``load_classifier`` reads) on ``data``.
 
     A pre-split folder (or a source with a test split) is evaluated on ``test``
     (else ``val``); a plain class-per-folder tree on all its images. With
-    ``errors_plot``, the most confident mistakes are saved there as a grid.
+    ``errors_plot``, the most confident mistakes are saved there as a grid. ``tta``
+    averages each image's probabilities with its mirror image's (see
+    :meth:`Classifier.probabilities`).
     """
     classifier = load_classifier(model)
     skipped = SkippedFiles()
@@ -141,7 +153,7 @@ def evaluate(model: str | Path, data: str, batch_size: int = 64,
     if chosen not in splits:
         raise DataError(f"{data} has no {chosen!r} split; it has {sorted(splits)}")
     images = splits[chosen].relabel_to(classifier.class_names)
-    probabilities = classifier.probabilities(images.images, batch_size)
+    probabilities = classifier.probabilities(images.images, batch_size, tta=tta)
     report = classification_report(images.labels, probabilities, images.class_names, chosen)
     if errors_plot:
         from kerastl.report import plot_misclassified
@@ -150,7 +162,7 @@ def evaluate(model: str | Path, data: str, batch_size: int = 64,
                                      images.class_names, Path(errors_plot))
         report["errors_plot"] = str(written) if written else None
     report.update({"data": str(data), "model": str(classifier.path), "format": classifier.kind,
-                   "skipped": skipped.as_dict()})
+                   "tta": tta, "skipped": skipped.as_dict()})
     return report
 
 

@@ -93,6 +93,24 @@ def test_evaluate_reads_the_run_back(cli_run, session_folder):
     assert set(report["per_class"]) == {"blue", "green", "red"}
 
 
+def test_mirror_tta_makes_predictions_mirror_invariant(cli_run, session_folder):
+    import numpy as np
+
+    from kerastl.inference import load_classifier
+
+    run, _ = cli_run
+    classifier = load_classifier(run)
+    images = np.random.default_rng(0).uniform(0, 255, (6, 32, 32, 3)).astype(np.float32)
+    mirrored = images[:, :, ::-1]
+    plain = classifier.probabilities(images), classifier.probabilities(mirrored)
+    assert np.abs(plain[0] - plain[1]).max() > 1e-4  # the model itself is not mirror-invariant
+    tta = classifier.probabilities(images, tta=True), classifier.probabilities(mirrored, tta=True)
+    np.testing.assert_allclose(tta[0], tta[1], atol=1e-6)
+    np.testing.assert_allclose(tta[0], (plain[0] + plain[1]) / 2, atol=1e-6)
+    report = json.loads(invoke("evaluate", run, session_folder, "--json", "--tta").output)
+    assert report["tta"] is True and report["n"] == 48
+
+
 def test_predict_table_json_and_csv(cli_run, session_folder, tmp_path):
     run, _ = cli_run
     (tmp_path / "broken.png").write_bytes(b"nope")
