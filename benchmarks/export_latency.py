@@ -1,21 +1,24 @@
 """Latency and size of each export format against Keras called directly; int8 agreement.
 
 Part 1, agreement: MobileNetV3Small trained here from scratch on the bundled
-sample at 64 px, exported with each quantization, top-1 agreement with Keras on
-the sample's 1,000 test images (int8 calibrated on 200 training images).
+sample at 64 px (``--agreement-data``, ``--agreement-backbone``, ``--agreement-size``
+choose others), exported with each quantization, top-1 agreement with Keras on
+the data's test images (the sample's 1,000; int8 calibrated on 200 training images).
 
 Part 2, speed and size at 224 px: Keras ``predict_on_batch`` (not ``predict``,
 whose per-call overhead dominates small inputs), float TFLite, and TFLite with
 dynamic-range, float16 and int8 quantization, per image (batch 1) and per image in
 batches of 16, all run through ``ai_edge_litert`` with the same thread count, and
-how many pieces XNNPACK runs each in. MobileNetV3Small carries the weights trained
-in part 1 (its layers do not depend on the input size) and is calibrated on the
-sample's images resized to 224: int8 needs activation ranges of a trained model
+how many pieces XNNPACK runs each in. The agreement backbone carries the weights
+trained in part 1 (its layers do not depend on the input size) and is calibrated on
+its training images resized to 224: int8 needs activation ranges of a trained model
 (with random weights some activations are so small that XNNPACK refuses the
 int8 ADDs after them, which would time a model nobody ships). ResNet50 has random
 weights (training it does not fit this CPU).
 
     python benchmarks/export_latency.py [--backbones mobilenetv3small,resnet50]
+    python benchmarks/export_latency.py --backbones "" --agreement-data fashion_mnist \\
+        --agreement-size 32 --agreement-epochs 3
 """
 
 from __future__ import annotations
@@ -82,9 +85,9 @@ def speed_rows(backbone: str, size: int, repeats: int, folder: Path,
     return rows
 
 
-def agreement_rows(size: int, epochs: int, folder: Path):
+def agreement_rows(data: str, backbone: str, size: int, epochs: int, folder: Path):
     """Agreement rows, and the trained model and its training images for part 2."""
-    result = kerastl.finetune("sample", backbone="mobilenetv3small", weights="none",
+    result = kerastl.finetune(data, backbone=backbone, weights="none",
                               image_size=size, frozen_epochs=0, finetune_epochs=epochs,
                               runs_dir=str(folder), name="agreement", verbose=0)
     model, test = result.model, result.data.test
@@ -125,20 +128,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--agreement-size", type=int, default=64)
     parser.add_argument("--agreement-epochs", type=int, default=8)
+    parser.add_argument("--agreement-data", default="sample",
+                        help="data the agreement model trains and is tested on")
+    parser.add_argument("--agreement-backbone", default="mobilenetv3small")
     args = parser.parse_args()
     print(f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, "
           f"LiteRT threads {THREADS}")
     with tempfile.TemporaryDirectory() as tmp:
-        rows, trained, images = agreement_rows(args.agreement_size, args.agreement_epochs,
+        rows, trained, images = agreement_rows(args.agreement_data, args.agreement_backbone,
+                                               args.agreement_size, args.agreement_epochs,
                                                Path(tmp))
-        print(f"\nMobileNetV3Small trained here at {args.agreement_size} px "
-              f"({args.agreement_epochs} epochs on the sample), 1,000 test images")
+        print(f"\n{args.agreement_backbone} trained here at {args.agreement_size} px "
+              f"({args.agreement_epochs} epochs on {args.agreement_data}), its test images")
         print(f"{'quantization':14} {'test acc':>9} {'top-1 agreement':>16}")
         for row in rows:
             print(f"{row['quantization']:14} {row['test_accuracy']:>9.3f} "
                   f"{row['agreement']:>16.3f}")
         for backbone in filter(None, args.backbones.split(",")):
-            mine = backbone == "mobilenetv3small"
+            mine = backbone == args.agreement_backbone
             print_speed(backbone, args.size, speed_rows(
                 backbone, args.size, args.repeats, Path(tmp), trained if mine else None,
                 images if mine else None))

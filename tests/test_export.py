@@ -137,6 +137,10 @@ def test_int8_hard_swish_runs_inside_xnnpack(tmp_path):
     swapped = [layer for layer in model.layers if "hard" in getattr(layer, "activation",
                                                                      len).__name__]
     assert len(swapped) == 2  # the originals are back after the conversion
+    path.write_bytes(convert(model, "int8", lambda: (p[None] for p in pixels),
+                             exact_hard_swish=True))
+    exact = TFLiteRunner(str(path))
+    assert "HARD_SWISH" in {op["op_name"] for op in exact.interpreter._get_ops_details()}
 
 
 @pytest.mark.parametrize("backbone", ["resnet50", "vgg16", "inceptionv3"])

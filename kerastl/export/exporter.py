@@ -40,7 +40,7 @@ class ExportResult:
 def export_model(model: str | Path, format: str = "savedmodel", quantize: str = "none",
                  name: str | None = None, version: int | None = None, data: str | None = None,
                  out: str | Path = "saved_models", check_images: int = 64,
-                 int8_io: bool = False) -> ExportResult:
+                 int8_io: bool = False, exact_hard_swish: bool = False) -> ExportResult:
     """Export ``model`` (a run directory or ``.keras`` file) and check it against Keras.
 
     Args:
@@ -49,6 +49,8 @@ def export_model(model: str | Path, format: str = "savedmodel", quantize: str = 
         version: integer version; default the next free one under ``out/name``.
         data: a data spec for calibration and checks when the run's data is not at hand.
         int8_io: with int8, uint8 input and output tensors.
+        exact_hard_swish: with int8, keep TFLite's HARD_SWISH op (see
+            :func:`kerastl.export.tflite.convert`).
     """
     if format not in FORMATS:
         raise KerastlError(f"--format takes {', '.join(FORMATS)}. Received: {format}")
@@ -72,7 +74,8 @@ def export_model(model: str | Path, format: str = "savedmodel", quantize: str = 
     exporters = {"savedmodel": _export_savedmodel, "tflite": _export_tflite,
                  "onnx": _export_onnx}
     path, report = exporters[format](source, model_dir, name, version, pixels, checked_on,
-                                     quantize=quantize, int8_io=int8_io)
+                                     quantize=quantize, int8_io=int8_io,
+                                     exact_hard_swish=exact_hard_swish)
     return ExportResult(path, version, report)
 
 
@@ -177,15 +180,16 @@ def _export_savedmodel(source: ModelSource, model_dir: Path, name: str, version:
 
 
 def _export_tflite(source: ModelSource, model_dir: Path, name: str, version: int,
-                   pixels: np.ndarray, checked_on: str, quantize: str, int8_io: bool
-                   ) -> tuple[Path, dict]:
+                   pixels: np.ndarray, checked_on: str, quantize: str, int8_io: bool,
+                   exact_hard_swish: bool) -> tuple[Path, dict]:
     from kerastl.export.tflite import TFLiteRunner
 
     representative = source.calibration() if quantize == "int8" else None
     if quantize == "int8" and representative is None:
         raise KerastlError("int8 quantization needs calibration images: the run's data is not "
                            "at hand, so pass --data")
-    flatbuffer = convert(source.classifier.keras_model, quantize, representative, int8_io)
+    flatbuffer = convert(source.classifier.keras_model, quantize, representative, int8_io,
+                         exact_hard_swish=exact_hard_swish)
     suffix = "" if quantize == "none" else f"-{quantize}"
     path = atomic_write(model_dir / f"{name}-v{version}{suffix}.tflite", flatbuffer)
     runner = TFLiteRunner(str(path))
