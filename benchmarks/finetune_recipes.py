@@ -47,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="mobilenetv3small")
     parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--pretrain-epochs", type=int, default=3)
+    parser.add_argument("--pretrain-epochs", type=int, default=5)
     parser.add_argument("--source", help="reuse this pretrain run instead of pretraining")
     parser.add_argument("--labels", default="10,50")
     parser.add_argument("--seeds", default="0,1")

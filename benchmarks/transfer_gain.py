@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--labels", default="10,50,100")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--pretrain-epochs", type=int, default=3)
+    parser.add_argument("--pretrain-epochs", type=int, default=5)
     parser.add_argument("--scratch-lr", type=float, default=1e-3)
     parser.add_argument("--runs", help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--source", help="reuse this pretrain run instead of pretraining")
@@ -90,7 +90,8 @@ def main() -> None:
 
 def pretrain_source(args, runs: str):
     source = kerastl.pretrain("fashion_mnist", classes="0-4", backbone=args.backbone,
-                              image_size=args.image_size, finetune_epochs=args.pretrain_epochs,
+                              image_size=args.image_size, frozen_epochs=0,
+                              finetune_epochs=args.pretrain_epochs,
                               val_fraction=0.05, runs_dir=runs, name="source", verbose=0)
     print(f"source: {args.backbone} at {args.image_size} px, {args.pretrain_epochs} epochs, "
           f"test accuracy on classes 0-4 {source.metrics['test']['accuracy']:.3f}", flush=True)
