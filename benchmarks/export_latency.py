@@ -3,7 +3,8 @@
 Part 1, agreement: MobileNetV3Small trained here from scratch on the bundled
 sample at 64 px (``--agreement-data``, ``--agreement-backbone``, ``--agreement-size``
 choose others), exported with each quantization, top-1 agreement with Keras on
-the data's test images (the sample's 1,000; int8 calibrated on 200 training images).
+the data's test images (the sample's 1,000; int8 calibrated on 200 training images),
+int8 both with kerastl's XNNPACK-friendly hard-swish and with ``--exact-hard-swish``.
 
 Part 2, speed and size at 224 px: Keras ``predict_on_batch`` (not ``predict``,
 whose per-call overhead dominates small inputs), float TFLite, and TFLite with
@@ -95,14 +96,15 @@ def agreement_rows(data: str, backbone: str, size: int, epochs: int, folder: Pat
     train = result.data.train.images
     rows = [{"quantization": "keras", "test_accuracy": float(np.mean(keras_top1 == test.labels)),
              "agreement": 1.0}]
-    for quantize in QUANTIZATIONS:
-        path = folder / f"agreement-{quantize}.tflite"
+    for quantize, exact in [(q, False) for q in QUANTIZATIONS] + [("int8", True)]:
+        path = folder / f"agreement-{quantize}{'-exact' if exact else ''}.tflite"
         path.write_bytes(convert(model, quantize,
-                                 lambda: (train[i:i + 1].astype(np.float32) for i in range(200))))
+                                 lambda: (train[i:i + 1].astype(np.float32) for i in range(200)),
+                                 exact_hard_swish=exact))
         runner = TFLiteRunner(str(path), num_threads=THREADS)
         top1 = np.concatenate([runner(test.images[i:i + 100].astype(np.float32)).argmax(1)
                                for i in range(0, len(test), 100)])
-        rows.append({"quantization": quantize,
+        rows.append({"quantization": quantize + (" exact-hs" if exact else ""),
                      "test_accuracy": float(np.mean(top1 == test.labels)),
                      "agreement": float(np.mean(top1 == keras_top1))})
     return rows, model, train
