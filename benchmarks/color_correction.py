@@ -11,8 +11,19 @@ parameters are applied at full resolution) and the classical baseline (gray-worl
 white balance then Pillow autocontrast) correct it. Reported: PSNR and mean
 CIEDE2000 against the clean crop, and the CIEDE2000 reduction.
 
+More training scenes with ``--photos FOLDER`` (repeatable): every colour photo
+in the folder (grayscale ones skipped), shrunk to at most ``--max-side`` px
+first. Two Debian packages ship real photographs: ``mate-backgrounds``
+(``/usr/share/backgrounds/mate/nature``: 12 nature photos) and ``opencv-doc``
+(``/usr/share/doc/opencv-doc/examples/data``: fruits, baboon, butterfly, street
+and indoor scenes, among logos and charts; pass ``--photos-from opencv`` to take
+only its photographs).
+
     pip install scikit-image   # only for the photos
     python benchmarks/color_correction.py [--backbone mobilenetv3small] [--epochs 12]
+    apt-get install -y mate-backgrounds opencv-doc
+    python benchmarks/color_correction.py --backbone kerastl_small --image-size 64 \\
+        --photos /usr/share/backgrounds/mate/nature --photos-from opencv --train-crops 20
 """
 
 from __future__ import annotations
@@ -32,6 +43,12 @@ from PIL import Image  # noqa: E402
 TRAIN_PHOTOS = ("astronaut", "chelsea", "stereo_motorcycle", "hubble_deep_field",
                 "immunohistochemistry", "retina")
 TEST_PHOTOS = ("coffee", "rocket")
+OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+OPENCV_PHOTOS = ("aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg",
+                 "basketball1.png", "board.jpg", "butterfly.jpg", "chicky_512.png",
+                 "ela_original.jpg", "fruits.jpg", "graf1.png", "home.jpg", "leuvenA.jpg",
+                 "messi5.jpg", "orange.jpg", "rubberwhale1.png", "smarties.png",
+                 "squirrel_cls.jpg", "stuff.jpg")
 
 
 def photo(name: str) -> np.ndarray:
@@ -42,6 +59,30 @@ def photo(name: str) -> np.ndarray:
     image = getattr(data, name)()
     image = image[0] if isinstance(image, tuple) else image  # stereo_motorcycle: the left view
     return np.asarray(image)[..., :3].astype(np.uint8)
+
+
+def folder_photos(files: list[Path], max_side: int) -> list[np.ndarray]:
+    """Colour photos among ``files``, shrunk to at most ``max_side`` px."""
+    photos = []
+    for path in files:
+        image = Image.open(path).convert("RGB")
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        pixels = np.asarray(image)
+        colour = np.abs(pixels.astype(np.int16) - pixels[..., :1]).mean() > 2
+        if colour and min(pixels.shape[:2]) >= 96:  # the smallest training crop
+            photos.append(pixels)
+    return photos
+
+
+def extra_photos(args) -> dict[str, np.ndarray]:
+    files = [p for folder in args.photos or [] for p in sorted(Path(folder).iterdir())
+             if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+    if args.photos_from == "opencv":
+        if not OPENCV_DATA.exists():
+            raise SystemExit("--photos-from opencv: apt-get install -y opencv-doc")
+        files += [OPENCV_DATA / name for name in OPENCV_PHOTOS]
+    return {p.stem: image for p, image in zip(files, folder_photos(files, args.max_side))} \
+        if files else {}
 
 
 def random_crops(image: np.ndarray, count: int, low: int, high: int,
@@ -69,6 +110,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", help="keep the run here (default: a temporary folder)")
+    parser.add_argument("--photos", action="append", help="a folder of more training photos")
+    parser.add_argument("--photos-from", choices=["opencv"],
+                        help="opencv-doc's sample photographs as more training photos")
+    parser.add_argument("--max-side", type=int, default=640,
+                        help="shrink --photos to at most this many px first")
     args = parser.parse_args()
 
     from kerastl.edit.color_eval import evaluate_color
@@ -80,8 +126,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / "crops"
         folder.mkdir()
-        for name in TRAIN_PHOTOS:
-            for i, crop in enumerate(random_crops(photo(name), args.train_crops, 96, 384, rng)):
+        training = {name: photo(name) for name in TRAIN_PHOTOS} | extra_photos(args)
+        for name, image in training.items():
+            for i, crop in enumerate(random_crops(image, args.train_crops, 96, 384, rng)):
                 Image.fromarray(crop).save(folder / f"{name}_{i:03d}.png")
         runs = args.runs or str(Path(scratch) / "runs")
         result = train_color(str(folder), backbone=args.backbone, weights=args.weights,
@@ -101,7 +148,8 @@ def main() -> None:
     summary = report.summary
     print(f"\n{len(test)} held-out crops ({args.test_crop} px) of {', '.join(TEST_PHOTOS)}; "
           f"model {args.backbone} weights={args.weights} at {args.image_size} px, "
-          f"{len(TRAIN_PHOTOS) * args.train_crops} training crops, {args.epochs} epochs; "
+          f"{len(training)} training photos, {len(training) * args.train_crops} training crops, "
+          f"{args.epochs} epochs; "
           f"trained in {train_seconds:.0f} s on {platform.machine()} ({os.cpu_count()} cores)")
     print(f"{'version':10} {'PSNR dB':>8} {'CIEDE2000':>10} {'reduction':>10}")
     for version in ("degraded", "baseline", "corrected"):
