@@ -45,7 +45,7 @@ TRAIN_PHOTOS = ("astronaut", "chelsea", "stereo_motorcycle", "hubble_deep_field"
 TEST_PHOTOS = ("coffee", "rocket")
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 OPENCV_PHOTOS = ("aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg",
-                 "basketball1.png", "board.jpg", "butterfly.jpg", "chicky_512.png",
+                 "board.jpg", "butterfly.jpg", "chicky_512.png",
                  "ela_original.jpg", "fruits.jpg", "graf1.png", "home.jpg", "leuvenA.jpg",
                  "messi5.jpg", "orange.jpg", "rubberwhale1.png", "smarties.png",
                  "squirrel_cls.jpg", "stuff.jpg")
@@ -61,16 +61,16 @@ def photo(name: str) -> np.ndarray:
     return np.asarray(image)[..., :3].astype(np.uint8)
 
 
-def folder_photos(files: list[Path], max_side: int) -> list[np.ndarray]:
-    """Colour photos among ``files``, shrunk to at most ``max_side`` px."""
-    photos = []
+def folder_photos(files: list[Path], max_side: int) -> dict[str, np.ndarray]:
+    """The colour photos among ``files`` by name, shrunk to at most ``max_side`` px."""
+    photos = {}
     for path in files:
         image = Image.open(path).convert("RGB")
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         pixels = np.asarray(image)
         colour = np.abs(pixels.astype(np.int16) - pixels[..., :1]).mean() > 2
         if colour and min(pixels.shape[:2]) >= 96:  # the smallest training crop
-            photos.append(pixels)
+            photos[path.stem] = pixels
     return photos
 
 
@@ -81,8 +81,7 @@ def extra_photos(args) -> dict[str, np.ndarray]:
         if not OPENCV_DATA.exists():
             raise SystemExit("--photos-from opencv: apt-get install -y opencv-doc")
         files += [OPENCV_DATA / name for name in OPENCV_PHOTOS]
-    return {p.stem: image for p, image in zip(files, folder_photos(files, args.max_side))} \
-        if files else {}
+    return folder_photos(files, args.max_side)
 
 
 def random_crops(image: np.ndarray, count: int, low: int, high: int,
