@@ -217,13 +217,22 @@ def _train(config: FinetuneConfig, strategy, backbone: ResolvedBackbone, bundle:
            ) -> FinetuneResult:
     """Train under ``strategy``, then evaluate the best model on this process alone."""
     with strategy.scope():
-        elapsed, best, history, phase_starts = _fit_phases(config, backbone, bundle, heads,
-                                                           run, resume)
-    return _finish(config, backbone, bundle, heads, run, elapsed, best, history, phase_starts)
+        fitted = _fit_phases(config, backbone, bundle, heads, run, resume)
+    return _finish(config, backbone, bundle, heads, run, fitted)
+
+
+@dataclasses.dataclass
+class FittedPhases:
+    """What training leaves for the final evaluation and plots."""
+
+    elapsed: float
+    best: BestModelSaver
+    history: HistoryWriter
+    phase_starts: dict[str, int]
 
 
 def _fit_phases(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
-                heads: list[Head], run: RunDir, resume: TrainingState | None):
+                heads: list[Head], run: RunDir, resume: TrainingState | None) -> FittedPhases:
     phases = plan_phases(transfer=backbone.transferred, frozen_epochs=config.frozen_epochs,
                          finetune_epochs=config.finetune_epochs, lr=config.lr,
                          finetune_lr=config.finetune_lr, unfreeze=config.unfreeze,
@@ -264,7 +273,7 @@ def _fit_phases(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: Data
         checkpoint.save()
     elapsed = time.perf_counter() - started
     remove_checkpoints(run)
-    return elapsed, best, history, state.phase_starts
+    return FittedPhases(elapsed, best, history, state.phase_starts)
 
 
 def _monitor(bundle: DataBundle, heads: list[Head]) -> str | None:
@@ -277,19 +286,18 @@ def _monitor(bundle: DataBundle, heads: list[Head]) -> str | None:
 
 
 def _finish(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
-            heads: list[Head], run: RunDir, elapsed: float, best: BestModelSaver,
-            history: HistoryWriter, phase_starts: dict) -> FinetuneResult:
+            heads: list[Head], run: RunDir, fitted: FittedPhases) -> FinetuneResult:
     import keras
 
     best_model = keras.models.load_model(run / MODEL_FILE)
     metrics = _evaluate_splits(best_model, bundle, config.batch_size, heads)
-    metrics["best_epoch"] = (best.best_epoch or 0) + 1
-    metrics["train_seconds"] = round(elapsed, 1)
+    metrics["best_epoch"] = (fitted.best.best_epoch or 0) + 1
+    metrics["train_seconds"] = round(fitted.elapsed, 1)
     run.write_json(METRICS_FILE, metrics)
-    _plots(run, history.rows, phase_starts, metrics, bundle.class_names)
+    _plots(run, fitted.history.rows, fitted.phase_starts, metrics, bundle.class_names)
     if config.save_backbone:
         _save_backbone(run, best_model, backbone, bundle)
-    return FinetuneResult(best_model, run.path, metrics, history.rows, config, bundle)
+    return FinetuneResult(best_model, run.path, metrics, fitted.history.rows, config, bundle)
 
 
 class PhaseTrainer:
