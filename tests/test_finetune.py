@@ -111,3 +111,21 @@ def test_without_a_validation_split_the_last_epoch_is_kept(tmp_path):
     assert "val" not in result.metrics and "test" in result.metrics
     assert result.metrics["best_epoch"] == len(result.history) == 3
     assert (result.run_dir / "plots" / "confusion_matrix.png").exists()
+
+
+def test_a_tie_in_validation_accuracy_keeps_the_later_epoch(tmp_path):
+    """Ten validation images score in steps of 0.1: the later of two equal epochs has
+    trained longer, and the earlier one may be a half-trained frozen-phase model."""
+    import keras
+
+    from kerastl.runs import MODEL_FILE, RunDir
+    from kerastl.transfer.callbacks import BestModelSaver
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    saver = BestModelSaver(RunDir.create(tmp_path / "run"), model)
+    for epoch, accuracy in enumerate([0.5, 0.8, 0.7, 0.8, 0.6]):
+        model.layers[0].bias.assign([float(epoch)])
+        saver.on_epoch_end(epoch, {"val_accuracy": accuracy})
+    assert saver.best_epoch == 3 and saver.best == pytest.approx(0.8)
+    kept = keras.models.load_model(tmp_path / "run" / MODEL_FILE)
+    assert float(kept.layers[0].bias.numpy()[0]) == 3.0

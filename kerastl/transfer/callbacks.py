@@ -21,6 +21,10 @@ class BestModelSaver(keras.callbacks.Callback):
 
     ``target`` is the whole classifier even when a phase fits only its head. With
     ``monitor=None`` (no validation data) every epoch is saved: the last one is kept.
+    A tie goes to the later epoch, which has trained longer: with a few validation
+    images ties are common (10 images score in steps of 0.1), and keeping the first
+    kept a half-trained model of the frozen phase (measured: 0.62 instead of about
+    0.8 test accuracy on Fashion-MNIST at 10 labels per class).
     """
 
     def __init__(self, run: RunDir, target, monitor: str | None = "val_accuracy",
@@ -40,7 +44,7 @@ class BestModelSaver(keras.callbacks.Callback):
             self.run.save_model(self.target, MODEL_FILE)
             return
         value = (logs or {}).get(self.monitor)
-        if value is not None and self.sign * value > self.best:
+        if value is not None and self.sign * value >= self.best:
             self.best, self.best_epoch = self.sign * float(value), epoch
             self.run.save_model(self.target, MODEL_FILE)
 
