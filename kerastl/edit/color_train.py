@@ -27,7 +27,8 @@ from kerastl.loop import fit
 from kerastl.report import plot_history, save_image_grid
 from kerastl.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, RunDir, default_run_name, \
     versions
-from kerastl.transfer.callbacks import BestModelSaver, HistoryWriter, StopOnNaN, fit_verbosity
+from kerastl.transfer.callbacks import BestModelSaver, FittedPhases, HistoryWriter, StopOnNaN, \
+    fit_verbosity
 from kerastl.transfer.rates import make_optimizer
 from kerastl.transfer.model import pretrained_run_backbone, resolve_backbone
 from kerastl.transfer.schedule import apply_phase, plan_phases
@@ -112,10 +113,11 @@ def run_color(config: ColorConfig) -> ColorResult:
     with worker_run_dir(strategy, path, config.overwrite) as run, run.capture_log(log):
         with strategy.scope():
             trained = _fit_phases(config, backbone, bundle, run)
-        return _finish(config, bundle, run, *trained)
+        return _finish(config, bundle, run, trained)
 
 
-def _fit_phases(config: ColorConfig, backbone, bundle: DataBundle, run: RunDir):
+def _fit_phases(config: ColorConfig, backbone, bundle: DataBundle,
+                run: RunDir) -> FittedPhases:
     phases = plan_phases(transfer=backbone.transferred, frozen_epochs=config.frozen_epochs,
                          finetune_epochs=config.finetune_epochs, lr=config.lr,
                          finetune_lr=config.finetune_lr, unfreeze=config.unfreeze,
@@ -148,11 +150,11 @@ def _fit_phases(config: ColorConfig, backbone, bundle: DataBundle, run: RunDir):
         fit(trainer, train_ds, validation_data=val_ds, initial_epoch=start,
             epochs=start + phase.epochs, callbacks=[best, history, StopOnNaN()],
             verbose=fit_verbosity(config.verbose))
-    return time.perf_counter() - started, best, history, phase_starts
+    return FittedPhases(time.perf_counter() - started, best, history, phase_starts)
 
 
-def _finish(config: ColorConfig, bundle: DataBundle, run: RunDir, elapsed: float,
-            best: BestModelSaver, history: HistoryWriter, phase_starts: dict) -> ColorResult:
+def _finish(config: ColorConfig, bundle: DataBundle, run: RunDir,
+            fitted: FittedPhases) -> ColorResult:
     """Evaluate the best model on this process alone and write the run's reports."""
     import keras
 
@@ -161,14 +163,14 @@ def _finish(config: ColorConfig, bundle: DataBundle, run: RunDir, elapsed: float
     split = "test" if held_out is bundle.test else "val"
     report = evaluate_color(model, list(held_out.images), seed=config.seed + 2,
                             strength=config.strength)
-    metrics = {split: report.summary, "best_epoch": (best.best_epoch or 0) + 1,
-               "train_seconds": round(elapsed, 1)}
+    metrics = {split: report.summary, "best_epoch": (fitted.best.best_epoch or 0) + 1,
+               "train_seconds": round(fitted.elapsed, 1)}
     run.write_json(METRICS_FILE, metrics)
-    plot_history(history.rows, phase_starts, run / "plots" / "training_curves.png",
+    plot_history(fitted.history.rows, fitted.phase_starts, run / "plots" / "training_curves.png",
                  metrics=("loss", "corrected_loss"))
     save_image_grid(report.grid_rows(8), run / "plots" / "before_after.png",
                     titles=report.grid_titles)
-    return ColorResult(model, run.path, metrics, history.rows)
+    return ColorResult(model, run.path, metrics, fitted.history.rows)
 
 
 def degraded_dataset(images: np.ndarray, batch_size: int, *, seed: int, copies: int,

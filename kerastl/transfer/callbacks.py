@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 import math
@@ -120,3 +121,13 @@ def fit_verbosity(verbose: int | None) -> int:
     if verbose is not None:
         return verbose
     return 1 if sys.stdout.isatty() else 2
+
+
+@dataclasses.dataclass
+class FittedPhases:
+    """What training leaves for the final evaluation and plots."""
+
+    elapsed: float
+    best: BestModelSaver
+    history: HistoryWriter
+    phase_starts: dict[str, int]

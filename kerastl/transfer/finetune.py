@@ -24,8 +24,8 @@ from kerastl.runs import CONFIG_FILE, HEADS_FILE, HISTORY_FILE, LABELS_FILE, MET
     MODEL_FILE, RunDir, default_run_name, versions
 from kerastl.transfer.checkpoint import EpochCheckpoint, TrainingState, load_weights, \
     remove_checkpoints, restore_optimizer, truncate_history
-from kerastl.transfer.callbacks import BestModelSaver, HistoryWriter, RampBackboneRate, \
-    StopOnNaN, fit_verbosity
+from kerastl.transfer.callbacks import BestModelSaver, FittedPhases, HistoryWriter, \
+    RampBackboneRate, StopOnNaN, fit_verbosity
 from kerastl.transfer.heads import PRIMARY, Head, lookups, make_head, parse_head
 from kerastl.transfer.feature_cache import can_cache_features, features_of, split_at_features
 from kerastl.transfer.model import ResolvedBackbone, build_classifier, resolve_backbone
@@ -219,16 +219,6 @@ def _train(config: FinetuneConfig, strategy, backbone: ResolvedBackbone, bundle:
     with strategy.scope():
         fitted = _fit_phases(config, backbone, bundle, heads, run, resume)
     return _finish(config, backbone, bundle, heads, run, fitted)
-
-
-@dataclasses.dataclass
-class FittedPhases:
-    """What training leaves for the final evaluation and plots."""
-
-    elapsed: float
-    best: BestModelSaver
-    history: HistoryWriter
-    phase_starts: dict[str, int]
 
 
 def _fit_phases(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
