@@ -24,6 +24,12 @@ only its photographs).
     apt-get install -y mate-backgrounds opencv-doc
     python benchmarks/color_correction.py --backbone kerastl_small --image-size 64 \\
         --photos /usr/share/backgrounds/mate/nature --photos-from opencv --train-crops 20
+
+More held-out scenes with ``--held-out-from lomiri``: the 15 photographs (landscapes,
+animals, still lifes) among ``lomiri-wallpapers-16.04`` and ``lomiri-wallpapers-20.04``
+(``apt-get install -y lomiri-wallpapers-16.04 lomiri-wallpapers-20.04``), shrunk like
+``--photos``, scored beside coffee and rocket. The test crops are drawn from their own
+random generator, so every training setting is scored on the same crops.
 """
 
 from __future__ import annotations
@@ -49,6 +55,15 @@ OPENCV_PHOTOS = ("aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg
                  "ela_original.jpg", "fruits.jpg", "graf1.png", "home.jpg", "leuvenA.jpg",
                  "messi5.jpg", "orange.jpg", "rubberwhale1.png", "smarties.png",
                  "squirrel_cls.jpg", "stuff.jpg")
+LOMIRI_DATA = Path("/usr/share/backgrounds")
+LOMIRI_PHOTOS = ("Bridge_by_Sander_Klootwijk.jpg", "Dragonfly_by_Bolly.jpg",
+                 "Infinite-Sea_by_Aury88.jpg", "Kleiber_by_Lukas_Baubkus.jpg",
+                 "Picture_0B_by_freespace.jpg", "Picture_1A_by_freespace.jpg",
+                 "Wine_by_Jakkub_Mede.jpg", "aitzgorri_by_Aitzol_Berasategi.jpg",
+                 "free_by_Peter_Nerlich.jpg", "friends_by_Aitzol_Berasategi.jpg",
+                 "greentock_by_Peter_Nerlich.jpg", "life_by_Aitzol_Berasategi.jpg",
+                 "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+                 "seeding_by_Clements_Engelhardt.jpg", "sunset_by_Aitzol_Berasategi.jpg")
 
 
 def photo(name: str) -> np.ndarray:
@@ -84,6 +99,17 @@ def extra_photos(args) -> dict[str, np.ndarray]:
     return folder_photos(files, args.max_side)
 
 
+def held_out_photos(args) -> dict[str, np.ndarray]:
+    """Scenes the model never trains on: coffee and rocket, and lomiri's if asked."""
+    photos = {name: photo(name) for name in TEST_PHOTOS}
+    if args.held_out_from == "lomiri":
+        if not LOMIRI_DATA.joinpath(LOMIRI_PHOTOS[0]).exists():
+            raise SystemExit("--held-out-from lomiri: apt-get install -y "
+                             "lomiri-wallpapers-16.04 lomiri-wallpapers-20.04")
+        photos |= folder_photos([LOMIRI_DATA / name for name in LOMIRI_PHOTOS], args.max_side)
+    return photos
+
+
 def random_crops(image: np.ndarray, count: int, low: int, high: int,
                  rng: np.random.Generator) -> list[np.ndarray]:
     crops = []
@@ -112,6 +138,8 @@ def main() -> None:
     parser.add_argument("--photos", action="append", help="a folder of more training photos")
     parser.add_argument("--photos-from", choices=["opencv"],
                         help="opencv-doc's sample photographs as more training photos")
+    parser.add_argument("--held-out-from", choices=["lomiri"],
+                        help="lomiri-wallpapers' 15 photographs as more held-out scenes")
     parser.add_argument("--max-side", type=int, default=640,
                         help="shrink --photos to at most this many px first")
     args = parser.parse_args()
@@ -137,15 +165,18 @@ def main() -> None:
                              name=f"color-{args.backbone}-{args.seed}", overwrite=True,
                              verbose=2)
         train_seconds = time.time() - started
-        test = [crop for name in TEST_PHOTOS
-                for crop in random_crops(photo(name), args.test_crops, args.test_crop,
-                                         args.test_crop, rng)]
+        held_out = held_out_photos(args)
+        test_rng = np.random.default_rng(args.seed + 1)
+        test = [crop for image in held_out.values()
+                for crop in random_crops(image, args.test_crops, args.test_crop,
+                                         args.test_crop, test_rng)]
         report = evaluate_color(result.model, test, seed=args.seed + 100)
         grid = Path(runs) / f"color-{args.backbone}-{args.seed}" / "plots" / "test_photos.png"
         save_image_grid(report.grid_rows(6), grid, cell=160, titles=report.grid_titles)
 
     summary = report.summary
-    print(f"\n{len(test)} held-out crops ({args.test_crop} px) of {', '.join(TEST_PHOTOS)}; "
+    print(f"\n{len(test)} held-out crops ({args.test_crop} px) of {len(held_out)} scenes "
+          f"({', '.join(held_out)}); "
           f"model {args.backbone} weights={args.weights} at {args.image_size} px, "
           f"{len(training)} training photos, {len(training) * args.train_crops} training crops, "
           f"{args.epochs} epochs; "
@@ -158,6 +189,27 @@ def main() -> None:
               f"{'' if reduction is None else f'{reduction:10.1%}'}")
     ratio = summary["baseline"]["ciede2000"] / summary["corrected"]["ciede2000"]
     print(f"baseline / learned CIEDE2000: {ratio:.2f}x; grid: {grid if args.runs else '(temp)'}")
+    print_parameter_diagnostics(report)
+
+
+def print_parameter_diagnostics(report) -> None:
+    """Which adjustments the model gets wrong, and what a perfect one would score.
+
+    Undoing the true parameters leaves only what clipping destroyed (the floor of any
+    corrector); swapping in the model's answer for one adjustment at a time, or leaving that
+    one uncorrected, shows what each adjustment costs.
+    """
+    before = report.summary["degraded"]["ciede2000"]
+    floor = report.ciede2000_with(report.applied)
+    print(f"\ntrue parameters undone (clipping floor): CIEDE2000 {floor:.2f}, "
+          f"{1 - floor / before:.1%} reduction")
+    print(f"{'adjustment':12} {'corr':>6} {'true, this one the model':>25} "
+          f"{'true, this one left':>20}")
+    for index, (name, corr) in enumerate(report.parameter_correlation().items()):
+        from_model, left = report.applied.copy(), report.applied.copy()
+        from_model[:, index], left[:, index] = report.found[:, index], 0.0
+        print(f"{name:12} {corr:6.2f} {report.ciede2000_with(from_model):25.2f} "
+              f"{report.ciede2000_with(left):20.2f}")
 
 
 if __name__ == "__main__":

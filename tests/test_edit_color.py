@@ -143,8 +143,13 @@ def test_a_model_trained_on_a_few_images_corrects_unseen_degraded_images(color_r
 
     model = load_color_model(color_run)
     unseen = [natural_image(seed) for seed in range(500, 516)]
-    summary = evaluate_color(model, unseen, seed=7).summary
+    report = evaluate_color(model, unseen, seed=7)
+    summary = report.summary
     assert summary["corrected"]["ciede2000"] < 0.8 * summary["degraded"]["ciede2000"]
+    assert report.ciede2000_with(report.found) == pytest.approx(summary["corrected"]["ciede2000"])
+    floor = report.ciede2000_with(report.applied)  # the parameters that degraded them
+    assert floor < 0.5 * summary["corrected"]["ciede2000"]
+    assert set(report.parameter_correlation()) == set(color_ops.NAMES)
     assert summary["corrected"]["psnr"] > summary["degraded"]["psnr"]
     metrics = json.loads((color_run / "metrics.json").read_text())
     assert metrics["val"]["corrected"]["ciede2000_reduction"] > 0

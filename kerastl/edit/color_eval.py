@@ -35,11 +35,14 @@ def correct(image: np.ndarray, params: np.ndarray, strength: float = 1.0) -> np.
 
 @dataclasses.dataclass
 class ColorReport:
-    """Per-image figures and the images behind them."""
+    """Per-image figures, the images behind them, and the parameters: ``applied`` degraded
+    each clean image, ``found`` is what the model answered (both ``(images, 6)``)."""
 
     clean: list[np.ndarray]
     versions: dict[str, list[np.ndarray]]
     figures: dict[str, dict[str, list[float]]]
+    applied: np.ndarray
+    found: np.ndarray
     grid_titles = ("clean", *VERSIONS)
 
     @property
@@ -52,6 +55,19 @@ class ColorReport:
             out[version]["ciede2000_reduction"] = 1.0 - out[version]["ciede2000"] / before
         out["images"] = len(self.clean)
         return out
+
+    def parameter_correlation(self) -> dict[str, float]:
+        """Pearson correlation of found against applied, per adjustment (1 is perfect)."""
+        return {name: float(np.corrcoef(self.applied[:, i], self.found[:, i])[0, 1])
+                for i, name in enumerate(color_ops.NAMES)}
+
+    def ciede2000_with(self, params: np.ndarray) -> float:
+        """Mean CIEDE2000 after undoing ``params`` on every degraded image; with ``applied``
+        it is the floor that clipping leaves to any corrector."""
+        return float(np.mean([
+            mean_ciede2000(clean.astype(np.float32) / 255.0,
+                           correct(degraded, p).astype(np.float32) / 255.0)
+            for clean, degraded, p in zip(self.clean, self.versions["degraded"], params)]))
 
     def grid_rows(self, count: int) -> list[list[np.ndarray]]:
         return [[self.clean[i]] + [self.versions[v][i] for v in VERSIONS]
@@ -76,4 +92,4 @@ def evaluate_color(model, clean_images: Sequence[np.ndarray], *, seed: int,
             image = versions[version][i].astype(np.float32) / 255.0
             figures[version]["psnr"].append(min(psnr(reference, image), 100.0))
             figures[version]["ciede2000"].append(mean_ciede2000(reference, image))
-    return ColorReport(list(clean_images), versions, figures)
+    return ColorReport(list(clean_images), versions, figures, params, found)
