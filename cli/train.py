@@ -57,7 +57,10 @@ def training_options(command):
                      help="BatchNorm momentum [default: 0.9 from scratch, the "
                           "backbone's own otherwise]."),
         click.option("--patience", type=click.IntRange(min=1), default=5,
-                     help="Early stopping: epochs without a better val_accuracy, per phase."),
+                     help="Early stopping: epochs without a better --select metric, per phase."),
+        click.option("--select", type=click.Choice(["accuracy", "loss"]), default="accuracy",
+                     help="The epoch kept: highest validation accuracy, or lowest validation "
+                          "loss (smoother with a few validation images)."),
         click.option("--seed", type=int, default=0, help="Seeds Python, NumPy, TensorFlow, "
                      "the split and augmentation."),
         click.option("--jit-compile", type=click.Choice(["auto", "on", "off"]), default="auto",

@@ -129,3 +129,19 @@ def test_a_tie_in_validation_accuracy_keeps_the_later_epoch(tmp_path):
     assert saver.best_epoch == 3 and saver.best == pytest.approx(0.8)
     kept = keras.models.load_model(tmp_path / "run" / MODEL_FILE)
     assert float(kept.layers[0].bias.numpy()[0]) == 3.0
+
+
+def test_select_loss_keeps_the_epoch_of_lowest_validation_loss(tmp_path):
+    """With a few validation images accuracy moves in coarse steps; --select loss picks on
+    the validation loss instead, through every phase, and early stopping follows it."""
+    from kerastl.errors import KerastlError
+
+    result = kerastl.finetune("sample", weights=str(SAMPLE_BACKBONE_DIR), backbone=None,
+                              classes="5-9", per_class=6, image_size=32, frozen_epochs=2,
+                              finetune_epochs=2, batch_size=8, lr=0.05, select="loss",
+                              patience=10, runs_dir=str(tmp_path), name="byloss", verbose=0)
+    losses = [row["val_loss"] for row in result.history]
+    lowest = max(i for i, loss in enumerate(losses) if loss == min(losses))
+    assert result.metrics["best_epoch"] == lowest + 1
+    with pytest.raises(KerastlError, match="select must be one of"):
+        kerastl.finetune("sample", select="val_auc")

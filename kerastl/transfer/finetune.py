@@ -35,6 +35,9 @@ from kerastl.transfer.schedule import Phase, apply_phase, parse_unfreeze, plan_p
 
 log = logging.getLogger("kerastl")
 
+#: What ``select`` may be, and whether its best is the highest or lowest value.
+SELECT_MODES = {"accuracy": "max", "loss": "min"}
+
 
 @dataclasses.dataclass
 class FinetuneConfig(ScaleSettings):
@@ -47,6 +50,9 @@ class FinetuneConfig(ScaleSettings):
     computed once (``feature_cache``; same model, fewer forward passes).
     ``deterministic`` turns on TensorFlow's op determinism, so that a seed repeats
     a run exactly (on the same machine); it cannot be turned off again in the process.
+    ``select`` is what picks the kept epoch and drives early stopping: the highest
+    validation ``accuracy``, or the lowest validation ``loss`` (smoother with a few
+    validation images, where accuracy moves in coarse steps and spikes).
     """
 
     data: str
@@ -76,6 +82,7 @@ class FinetuneConfig(ScaleSettings):
     class_weight: str | None = None
     weight_decay: float = 0.0
     patience: int = 5
+    select: str = "accuracy"
     seed: int = 0
     jit_compile: str = "auto"
     precision: str = "float32"
@@ -91,6 +98,9 @@ class FinetuneConfig(ScaleSettings):
 
     def __post_init__(self):
         parse_unfreeze(self.unfreeze)  # a bad spec fails before any work
+        if self.select not in SELECT_MODES:
+            raise KerastlError(f"select must be one of {', '.join(SELECT_MODES)}, "
+                               f"not {self.select!r}")
         self.class_weight = None if self.class_weight in (None, "none") else self.class_weight
         if self.heads and (self.label_smoothing or self.class_weight or self.mixup
                            or self.cutmix):
@@ -241,7 +251,9 @@ def _fit_phases(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: Data
         synchronize_batchnorm(model)  # one set of moving statistics on every replica
     if resume is None:
         _write_run_files(run, config, backbone, bundle, phases, heads)
-    history, best = HistoryWriter(run), BestModelSaver(run, model, _monitor(bundle, heads))
+    history = HistoryWriter(run)
+    best = BestModelSaver(run, model, _monitor(bundle, heads, config.select),
+                          mode=SELECT_MODES[config.select])
     state = resume or TrainingState(0, 0, 0, False, best.best, None, {})
     if resume is not None:
         load_weights(run, resume, model)
@@ -266,13 +278,14 @@ def _fit_phases(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: Data
     return FittedPhases(elapsed, best, history, state.phase_starts)
 
 
-def _monitor(bundle: DataBundle, heads: list[Head]) -> str | None:
-    """The validation accuracy that picks the best epoch; None without validation data."""
+def _monitor(bundle: DataBundle, heads: list[Head], select: str) -> str | None:
+    """The validation metric (``select``: accuracy or loss, of the primary head) that picks
+    the best epoch; None without validation data."""
     if not len(bundle.val):
         log.info("no validation split (--val-fraction 0): no early stopping, and the model "
                  "of the last epoch is kept")
         return None
-    return f"val_{PRIMARY}_accuracy" if heads else "val_accuracy"
+    return f"val_{PRIMARY}_{select}" if heads else f"val_{select}"
 
 
 def _finish(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
@@ -335,7 +348,7 @@ class PhaseTrainer:
                      keras.callbacks.TensorBoard(str(self.run / "logs"), write_graph=False)]
         if self.best.monitor:
             callbacks.append(keras.callbacks.EarlyStopping(
-                self.best.monitor, mode="max", patience=self.config.patience))
+                self.best.monitor, mode=self.best.mode, patience=self.config.patience))
         if phase.backbone_ramp != 1.0 and opened:
             callbacks.append(RampBackboneRate(optimizer, opened, phase, start))
         fit(fit_model, train_ds, validation_data=val_ds, initial_epoch=first,
