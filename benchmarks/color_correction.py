@@ -133,6 +133,8 @@ def main() -> None:
     parser.add_argument("--frozen-epochs", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--image-loss-weight", type=float, default=1.0,
+                        help="weight of the corrected image's Lab L1 against the parameters'")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", help="keep the run here (default: a temporary folder)")
     parser.add_argument("--photos", action="append", help="a folder of more training photos")
@@ -142,45 +144,35 @@ def main() -> None:
                         help="lomiri-wallpapers' 15 photographs as more held-out scenes")
     parser.add_argument("--max-side", type=int, default=640,
                         help="shrink --photos to at most this many px first")
+    parser.add_argument("--score", metavar="RUN",
+                        help="score this trained run's model instead of training one")
     args = parser.parse_args()
 
+    from kerastl.edit.color_apply import load_color_model
     from kerastl.edit.color_eval import evaluate_color
-    from kerastl.edit.color_train import train_color
     from kerastl.report import save_image_grid
 
-    rng = np.random.default_rng(args.seed)
     started = time.time()
     with tempfile.TemporaryDirectory() as scratch:
-        folder = Path(scratch) / "crops"
-        folder.mkdir()
-        training = {name: photo(name) for name in TRAIN_PHOTOS} | extra_photos(args)
-        for name, image in training.items():
-            for i, crop in enumerate(random_crops(image, args.train_crops, 96, 384, rng)):
-                Image.fromarray(crop).save(folder / f"{name}_{i:03d}.png")
-        runs = args.runs or str(Path(scratch) / "runs")
-        result = train_color(str(folder), backbone=args.backbone, weights=args.weights,
-                             image_size=args.image_size, copies=args.copies,
-                             frozen_epochs=args.frozen_epochs, finetune_epochs=args.epochs,
-                             lr=args.lr, finetune_lr=args.lr, seed=args.seed, runs_dir=runs,
-                             name=f"color-{args.backbone}-{args.seed}", overwrite=True,
-                             verbose=2)
-        train_seconds = time.time() - started
+        if args.score:
+            model, run_dir = load_color_model(args.score), Path(args.score)
+            trained = f"model of {args.score}"
+        else:
+            model, run_dir, trained = train_on_photos(args, Path(scratch))
         held_out = held_out_photos(args)
         test_rng = np.random.default_rng(args.seed + 1)
         test = [crop for image in held_out.values()
                 for crop in random_crops(image, args.test_crops, args.test_crop,
                                          args.test_crop, test_rng)]
-        report = evaluate_color(result.model, test, seed=args.seed + 100)
-        grid = Path(runs) / f"color-{args.backbone}-{args.seed}" / "plots" / "test_photos.png"
+        report = evaluate_color(model, test, seed=args.seed + 100)
+        grid = run_dir / "plots" / "test_photos.png"
         save_image_grid(report.grid_rows(6), grid, cell=160, titles=report.grid_titles)
 
     summary = report.summary
     print(f"\n{len(test)} held-out crops ({args.test_crop} px) of {len(held_out)} scenes "
           f"({', '.join(held_out)}); "
-          f"model {args.backbone} weights={args.weights} at {args.image_size} px, "
-          f"{len(training)} training photos, {len(training) * args.train_crops} training crops, "
-          f"{args.epochs} epochs; "
-          f"trained in {train_seconds:.0f} s on {platform.machine()} ({os.cpu_count()} cores)")
+          f"{trained}; {time.time() - started:.0f} s on {platform.machine()} "
+          f"({os.cpu_count()} cores)")
     print(f"{'version':10} {'PSNR dB':>8} {'CIEDE2000':>10} {'reduction':>10}")
     for version in ("degraded", "baseline", "corrected"):
         row = summary[version]
@@ -188,8 +180,33 @@ def main() -> None:
         print(f"{version:10} {row['psnr']:8.2f} {row['ciede2000']:10.2f} "
               f"{'' if reduction is None else f'{reduction:10.1%}'}")
     ratio = summary["baseline"]["ciede2000"] / summary["corrected"]["ciede2000"]
-    print(f"baseline / learned CIEDE2000: {ratio:.2f}x; grid: {grid if args.runs else '(temp)'}")
+    kept = args.runs or args.score
+    print(f"baseline / learned CIEDE2000: {ratio:.2f}x; grid: {grid if kept else '(temp)'}")
     print_parameter_diagnostics(report)
+
+
+def train_on_photos(args, scratch: Path):
+    """Cut random crops of every training photo into a folder and train on it."""
+    from kerastl.edit.color_train import train_color
+
+    folder = scratch / "crops"
+    folder.mkdir()
+    rng = np.random.default_rng(args.seed)
+    training = {name: photo(name) for name in TRAIN_PHOTOS} | extra_photos(args)
+    for name, image in training.items():
+        for i, crop in enumerate(random_crops(image, args.train_crops, 96, 384, rng)):
+            Image.fromarray(crop).save(folder / f"{name}_{i:03d}.png")
+    result = train_color(str(folder), backbone=args.backbone, weights=args.weights,
+                         image_size=args.image_size, copies=args.copies,
+                         frozen_epochs=args.frozen_epochs, finetune_epochs=args.epochs,
+                         lr=args.lr, finetune_lr=args.lr,
+                         image_loss_weight=args.image_loss_weight, seed=args.seed,
+                         runs_dir=args.runs or str(scratch / "runs"),
+                         name=f"color-{args.backbone}-{args.seed}", overwrite=True, verbose=2)
+    trained = (f"model {args.backbone} weights={args.weights} at {args.image_size} px, "
+               f"{len(training)} training photos, {len(training) * args.train_crops} training "
+               f"crops, {args.epochs} epochs (trained in {result.metrics['train_seconds']:.0f} s)")
+    return result.model, result.run_dir, trained
 
 
 def print_parameter_diagnostics(report) -> None:

@@ -32,7 +32,8 @@ def schedule(args) -> dict:
     return dict(frozen_epochs=args.frozen_epochs, finetune_epochs=args.finetune_epochs,
                 lr=args.lr, finetune_lr=args.finetune_lr, batch_size=args.batch_size,
                 image_size=args.image_size, val_fraction=args.val_fraction,
-                patience=args.patience, schedule=args.schedule, verbose=0)
+                patience=args.patience, schedule=args.schedule, select=args.select,
+                verbose=0)
 
 
 def main() -> None:
@@ -57,6 +58,8 @@ def main() -> None:
     parser.add_argument("--schedule", default="constant",
                         help="rate within each phase (the recorded figures: constant)")
     parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--select", choices=["accuracy", "loss"], default="accuracy",
+                        help="the epoch kept: best validation accuracy or loss")
     args = parser.parse_args()
     started = time.time()
     with tempfile.TemporaryDirectory() as scratch_space:
