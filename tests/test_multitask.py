@@ -33,7 +33,7 @@ def test_multitask_run_shares_one_backbone_and_reports_each_head(session_folder,
     result = CliRunner().invoke(cli, [
         "-q", "multitask", str(session_folder), "--head", f"warmth={warmth}:0.5",
         "--backbone", "kerastl_small", "--weights", "none", "--image-size", "32",
-        "--frozen-epochs", "1", "--finetune-epochs", "1", "--batch-size", "8",
+        "--frozen-epochs", "1", "--finetune-epochs", "1", "--batch-size", "8", "--select", "loss",
         "--runs-dir", str(tmp_path), "--name", "mt"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     run = tmp_path / "mt"
@@ -48,5 +48,6 @@ def test_multitask_run_shares_one_backbone_and_reports_each_head(session_folder,
     assert "warmth" in result.output
     history = (run / "history.csv").read_text().splitlines()[0]
     assert "val_warmth_accuracy" in history and "val_class_accuracy" in history
+    assert "val_class_loss" in history  # what --select loss follows: the class head's loss
     evaluated = CliRunner().invoke(cli, ["evaluate", str(run), str(session_folder), "--json"])
     assert evaluated.exit_code == 0 and json.loads(evaluated.output)["n"] == 48
