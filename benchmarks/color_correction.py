@@ -30,6 +30,10 @@ animals, still lifes) among ``lomiri-wallpapers-16.04`` and ``lomiri-wallpapers-
 (``apt-get install -y lomiri-wallpapers-16.04 lomiri-wallpapers-20.04``), shrunk like
 ``--photos``, scored beside coffee and rocket. The test crops are drawn from their own
 random generator, so every training setting is scored on the same crops.
+
+Last, it prints what each adjustment costs: the CIEDE2000 left after undoing the true
+parameters (what clipping destroyed: the floor of any corrector), then with one adjustment
+at a time taken from the model or left uncorrected. ``--score RUN`` re-scores a trained run.
 """
 
 from __future__ import annotations
