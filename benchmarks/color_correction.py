@@ -17,7 +17,10 @@ first. Two Debian packages ship real photographs: ``mate-backgrounds``
 (``/usr/share/backgrounds/mate/nature``: 12 nature photos) and ``opencv-doc``
 (``/usr/share/doc/opencv-doc/examples/data``: fruits, baboon, butterfly, street
 and indoor scenes, among logos and charts; pass ``--photos-from opencv`` to take
-only its photographs).
+only its photographs). ``--photos-from`` also takes ``scratch`` (the 51 photographs among
+Scratch 1.4's stage backgrounds: streets, buildings, landscapes, sports fields, rooms; the
+drawings left out) and ``plasma`` (the 9 colour photographs among
+``plasma-workspace-wallpapers``), and repeats.
 
     pip install scikit-image   # only for the photos
     python benchmarks/color_correction.py [--backbone mobilenetv3small] [--epochs 12]
@@ -59,6 +62,25 @@ OPENCV_PHOTOS = ("aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg
                  "ela_original.jpg", "fruits.jpg", "graf1.png", "home.jpg", "leuvenA.jpg",
                  "messi5.jpg", "orange.jpg", "rubberwhale1.png", "smarties.png",
                  "squirrel_cls.jpg", "stuff.jpg")
+SCRATCH_DATA = Path("/usr/share/scratch/Media/Backgrounds")
+SCRATCH_PHOTOS = tuple(
+    [f"Indoors/{n}.jpg" for n in ("clothing-store", "hall", "kitchen", "the-movies-inside")]
+    + [f"Nature/{n}.jpg" for n in (
+        "beach-malibu", "canyon", "flower-bed", "forest", "garden-rock", "grand-canyon",
+        "gravel-desert", "hill", "lake", "pathway", "tree", "water-and-rocks", "wave")]
+    + [f"Outdoors/{n}.jpg" for n in (
+        "all-sports-mural", "atom-playground", "bench-with-view", "berkeley-mural", "boardwalk",
+        "brick-wall-and-stairs", "brick-wall1", "brick-wall2", "building-at-mit",
+        "building-fireproof", "castle", "city-with-water", "city-with-water2", "driveway",
+        "hallway_outdoors", "hay_field", "houses", "mansion", "mural-faro", "parking-ramp",
+        "pool", "route66", "silos", "the-movies", "train-tracks1", "train-tracks2", "village",
+        "wooden-house")]
+    + [f"Sports/{n}.jpg" for n in (
+        "baseball-field", "basketball-court1-a", "basketball-court1-b", "football-field",
+        "playing-field", "tennis-backboard")])
+PLASMA_DATA = Path("/usr/share/wallpapers")
+PLASMA_PHOTOS = ("BytheWater", "ColorfulCups", "DarkestHour", "EveningGlow",
+                 "FallenLeaf", "Kite", "OneStandsOut", "Path", "summer_1am")
 LOMIRI_DATA = Path("/usr/share/backgrounds")
 LOMIRI_PHOTOS = ("Bridge_by_Sander_Klootwijk.jpg", "Dragonfly_by_Bolly.jpg",
                  "Infinite-Sea_by_Aury88.jpg", "Kleiber_by_Lukas_Baubkus.jpg",
@@ -89,17 +111,41 @@ def folder_photos(files: list[Path], max_side: int) -> dict[str, np.ndarray]:
         pixels = np.asarray(image)
         colour = np.abs(pixels.astype(np.int16) - pixels[..., :1]).mean() > 2
         if colour and min(pixels.shape[:2]) >= 96:  # the smallest training crop
-            photos[path.stem] = pixels
+            photos[photo_name(path)] = pixels
     return photos
+
+
+def photo_name(path: Path) -> str:
+    """The file's stem; a KDE wallpaper's files are named by resolution, so its folder's."""
+    if path.parent.parts[-2:] == ("contents", "images"):
+        return path.parents[2].name
+    return path.stem
+
+
+def largest_image(folder: Path) -> Path:
+    return max(folder.iterdir(), key=lambda path: path.stat().st_size)
+
+
+# --photos-from NAME: (Debian package, where it puts its files, the photographs among them)
+PHOTO_SETS = {
+    "opencv": ("opencv-doc", OPENCV_DATA,
+               lambda: [OPENCV_DATA / name for name in OPENCV_PHOTOS]),
+    "scratch": ("scratch", SCRATCH_DATA,
+                lambda: [SCRATCH_DATA / name for name in SCRATCH_PHOTOS]),
+    "plasma": ("plasma-workspace-wallpapers", PLASMA_DATA,
+               lambda: [largest_image(PLASMA_DATA / name / "contents" / "images")
+                        for name in PLASMA_PHOTOS]),
+}
 
 
 def extra_photos(args) -> dict[str, np.ndarray]:
     files = [p for folder in args.photos or [] for p in sorted(Path(folder).iterdir())
              if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
-    if args.photos_from == "opencv":
-        if not OPENCV_DATA.exists():
-            raise SystemExit("--photos-from opencv: apt-get install -y opencv-doc")
-        files += [OPENCV_DATA / name for name in OPENCV_PHOTOS]
+    for name in args.photos_from or []:
+        package, data, photos = PHOTO_SETS[name]
+        if not data.exists():
+            raise SystemExit(f"--photos-from {name}: apt-get install -y {package}")
+        files += photos()
     return folder_photos(files, args.max_side)
 
 
@@ -142,8 +188,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", help="keep the run here (default: a temporary folder)")
     parser.add_argument("--photos", action="append", help="a folder of more training photos")
-    parser.add_argument("--photos-from", choices=["opencv"],
-                        help="opencv-doc's sample photographs as more training photos")
+    parser.add_argument("--photos-from", action="append", choices=sorted(PHOTO_SETS),
+                        help="a Debian package's photographs as more training photos "
+                             "(repeatable)")
     parser.add_argument("--held-out-from", choices=["lomiri"],
                         help="lomiri-wallpapers' 15 photographs as more held-out scenes")
     parser.add_argument("--max-side", type=int, default=640,
