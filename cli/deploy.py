@@ -48,9 +48,11 @@ def export(model, format_, quantize, int8_io, exact_hard_swish, name, version, d
     click.echo(json.dumps(report, indent=2))
     click.echo(f"\nExported version {result.version}: {result.path}")
     if "top1_agreement" in report:
+        largest = report["max_abs_diff"]
         click.echo(f"Top-1 agreement with Keras {report['top1_agreement']:.1%} on "
                    f"{report['check_images']} images ({report['check_images_from']}); "
-                   f"max |diff| {report['max_abs_diff']:.2e}")
+                   + (f"max |diff| {largest:.2e}" if largest is not None else
+                      f"{report['non_finite_rows']} export output(s) NOT FINITE"))
     else:
         click.echo(f"Colour parameters: max |diff| from Keras {report['params_max_abs_diff']:.2e} "
                    f"on {report['check_images']} images ({report['check_images_from']})")

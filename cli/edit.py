@@ -6,7 +6,7 @@ import click
 
 from kerastl_cli.main import cli
 from kerastl_cli.output import print_table
-from kerastl_cli.train import BACKBONE_CHOICE, scale_options
+from kerastl_cli.train import BACKBONE_CHOICE, RATE, scale_options
 
 
 @cli.group()
@@ -29,8 +29,8 @@ def edit() -> None:
               help="Differently degraded copies of each image per epoch.")
 @click.option("--frozen-epochs", type=click.IntRange(min=0), default=2)
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=6)
-@click.option("--lr", type=float, default=1e-3)
-@click.option("--finetune-lr", type=float, help="[default: --lr / 10]")
+@click.option("--lr", type=RATE, default=1e-3)
+@click.option("--finetune-lr", type=RATE, help="[default: --lr / 10]")
 @click.option("--unfreeze", default="all", help="What phase 2 unfreezes (as in finetune).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32)
 @click.option("--image-loss-weight", type=click.FloatRange(0), default=1.0,
@@ -98,10 +98,11 @@ def color(run, images, out_dir, strength, overwrite) -> None:
 @click.option("--size", type=click.IntRange(min=32), default=384,
               help="The output's longer side in pixels.")
 @click.option("--steps", type=click.IntRange(min=1), default=200)
-@click.option("--content-weight", type=float, default=1e4)
-@click.option("--style-weight", type=float, default=1e-2)
-@click.option("--tv-weight", type=float, default=30.0, help="Total-variation weight.")
-@click.option("--lr", "learning_rate", type=float, default=0.02)
+@click.option("--content-weight", type=click.FloatRange(min=0), default=1e4)
+@click.option("--style-weight", type=click.FloatRange(min=0), default=1e-2)
+@click.option("--tv-weight", type=click.FloatRange(min=0), default=30.0,
+              help="Total-variation weight.")
+@click.option("--lr", "learning_rate", type=RATE, default=0.02)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def style(content, style, out, overwrite, **settings) -> None:
     """Paint CONTENT in the style of STYLE (optimisation over VGG features).

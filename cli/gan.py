@@ -8,7 +8,7 @@ import json
 import click
 
 from kerastl_cli.main import cli
-from kerastl_cli.train import scale_options
+from kerastl_cli.train import RATE, scale_options
 
 
 @cli.group()
@@ -26,8 +26,8 @@ def gan_training_options(command):
         click.option("--steps-per-epoch", type=click.IntRange(min=1),
                      help="Steps per epoch [default: one pass over the images]."),
         click.option("--batch-size", type=click.IntRange(min=1), default=64),
-        click.option("--d-lr", type=float, default=2e-4, help="Discriminator Adam rate."),
-        click.option("--g-lr", type=float, default=2e-4, help="Generator Adam rate."),
+        click.option("--d-lr", type=RATE, default=2e-4, help="Discriminator Adam rate."),
+        click.option("--g-lr", type=RATE, default=2e-4, help="Generator Adam rate."),
         click.option("--loss", type=click.Choice(["nonsaturating", "hinge"]),
                      default="nonsaturating"),
         click.option("--ema-decay", type=click.FloatRange(0, 1), default=0.999,

@@ -7,23 +7,59 @@ inside the commands that train or load a model, so ``kerastl --help`` is instant
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import click
 
 from kerastl import __version__
 from kerastl.errors import KerastlError
+from kerastl.runs import current_run, disk_full, resume_hint, set_current_run
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Python next runs so that the command ends as on Ctrl-C."""
 
 
 class KerastlGroup(click.Group):
-    """Turns a :class:`KerastlError` into ``Error: <message>`` and exit code 1."""
+    """Turns a :class:`KerastlError` (and a full disk) into ``Error: <message>`` and exit
+    code 1; an interrupt (Ctrl-C, SIGTERM) into one line naming the run and how to resume."""
 
     def invoke(self, ctx):
+        set_current_run(None)
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             return super().invoke(ctx)
         except KerastlError as error:
-            click.secho(f"Error: {error}", err=True, fg="red")
-            sys.exit(1)
+            _fail(str(error))
+        except KeyboardInterrupt as interrupt:
+            _interrupted(interrupt)
+        except Exception as exc:
+            full = disk_full(exc)
+            if full is None:
+                raise
+            _fail(str(full))
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _fail(message: str) -> None:
+    click.secho(f"Error: {message}", err=True, fg="red")
+    sys.exit(1)
+
+
+def _interrupted(interrupt: KeyboardInterrupt) -> None:
+    """One line for Ctrl-C or SIGTERM; exit 130 or 143 as a shell reports those signals."""
+    sys.stdout.flush()  # the last epoch's line, buffered when stdout is not a terminal
+    run = current_run()
+    what = "Terminated" if isinstance(interrupt, Terminated) else "Interrupted"
+    click.secho(f"{what}: " + (resume_hint(run) if run else "nothing was written"),
+                err=True, fg="yellow")
+    sys.exit(143 if isinstance(interrupt, Terminated) else 130)
 
 
 @click.group(cls=KerastlGroup, context_settings={"help_option_names": ["-h", "--help"],
@@ -42,9 +78,10 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setLevel(level)  # quiet quiets the console, not the run's own run.log
     logger = logging.getLogger("kerastl")
     logger.handlers[:] = [handler]
-    logger.setLevel(level)
+    logger.setLevel(min(level, logging.INFO))
     logger.propagate = False
     ctx.obj = {"fit_verbose": 0 if quiet else None}
 

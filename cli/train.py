@@ -14,6 +14,8 @@ from kerastl_cli.main import cli
 from kerastl_cli.output import print_table
 
 BACKBONE_CHOICE = click.Choice(sorted(REGISTRY), case_sensitive=False)
+#: A learning rate: a number above 0.
+RATE = click.FloatRange(min=0, min_open=True)
 
 
 def data_options(command):
@@ -39,7 +41,7 @@ def training_options(command):
     """Options every training command shares."""
     for option in reversed([
         click.option("--batch-size", type=click.IntRange(min=1), default=32),
-        click.option("--lr", type=float, default=1e-3, help="Adam learning rate (the head's "
+        click.option("--lr", type=RATE, default=1e-3, help="Adam learning rate (the head's "
                      "rate while the backbone is frozen)."),
         click.option("--augment", type=click.Choice(AUGMENTATIONS), default="light",
                      help="Augmentation preset from Keras core layers."),
@@ -112,7 +114,7 @@ def schedule_options(command):
                      help="Phase 1: epochs with the backbone frozen (head only)."),
         click.option("--finetune-epochs", type=click.IntRange(min=0), default=3,
                      help="Phase 2: epochs with the top of the backbone unfrozen."),
-        click.option("--finetune-lr", type=float,
+        click.option("--finetune-lr", type=RATE,
                      help="Phase-2 learning rate [default: --lr / 10]."),
         click.option("--unfreeze", default="all",
                      help="What phase 2 unfreezes: all, N layers, a fraction (0.25), or "
@@ -301,8 +303,8 @@ def _summarise(result) -> None:
 @data_options
 @training_options
 @click.option("--steps", type=click.IntRange(min=5), default=100, help="Batches in the sweep.")
-@click.option("--start-lr", type=float, default=1e-7)
-@click.option("--end-lr", type=float, default=10.0)
+@click.option("--start-lr", type=RATE, default=1e-7)
+@click.option("--end-lr", type=RATE, default=10.0)
 @click.option("--plot", type=click.Path(dir_okay=False), default="lr_find.png",
               help="Where the loss-vs-rate plot goes.")
 def lr_find(data, steps, start_lr, end_lr, plot, **options) -> None:

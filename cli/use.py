@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 
@@ -24,12 +23,13 @@ from kerastl_cli.output import print_table
 @click.option("--tta", is_flag=True,
               help="Test-time augmentation: average each image's probabilities with its "
                    "mirror image's (for models trained with mirroring).")
-def evaluate(model, data, split, batch_size, as_json, errors_plot, tta) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace an existing --errors file.")
+def evaluate(model, data, split, batch_size, as_json, errors_plot, tta, overwrite) -> None:
     """Evaluate MODEL (a run directory, .keras file or export) on DATA."""
     from kerastl.inference import evaluate as run_evaluate
 
     report = run_evaluate(model, data, batch_size=batch_size, split=split,
-                          errors_plot=errors_plot, tta=tta)
+                          errors_plot=errors_plot, tta=tta, overwrite=overwrite)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -49,15 +49,20 @@ def evaluate(model, data, split, batch_size, as_json, errors_plot, tta) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False),
               help="Write file,label,probability rows to this CSV ('-' for stdout).")
-def predict(model, images, top_k, as_json, csv_path) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace an existing --csv file (never an "
+              "input).")
+def predict(model, images, top_k, as_json, csv_path, overwrite) -> None:
     """Top-k classes for IMAGES (files or folders) from MODEL (run directory or .keras)."""
-    from kerastl.inference import predict as run_predict
+    from kerastl.inference import predict as run_predict, write_predictions
 
-    results = run_predict(model, images, top_k=top_k)
+    to_file = csv_path if csv_path not in (None, "-") else None
+    results = run_predict(model, images, top_k=top_k, csv=to_file, overwrite=overwrite)
     if as_json:
         click.echo(json.dumps(results, indent=2))
-    elif csv_path:
-        _write_csv(results, csv_path, top_k)
+    elif csv_path == "-":
+        write_predictions(results, sys.stdout)
+    elif to_file:
+        click.echo(f"wrote {len(results)} prediction(s) to {to_file}")
     else:
         print_table([_table_row(r) for r in results])
     bad = sum("error" in r for r in results)
@@ -72,21 +77,3 @@ def _table_row(result: dict) -> dict:
     return {"file": result["file"], "prediction": top[0]["label"],
             "probability": top[0]["probability"],
             "others": ", ".join(f"{t['label']} {t['probability']:.2f}" for t in top[1:])}
-
-
-def _write_csv(results: list[dict], path: str, top_k: int) -> None:
-    handle = sys.stdout if path == "-" else open(path, "w", newline="")
-    try:
-        writer = csv.writer(handle)
-        writer.writerow(["file", "rank", "label", "probability", "error"])
-        for result in results:
-            for rank, top in enumerate(result.get("top", []), start=1):
-                writer.writerow([result["file"], rank, top["label"], f"{top['probability']:.6f}",
-                                 ""])
-            if "error" in result:
-                writer.writerow([result["file"], "", "", "", result["error"]])
-    finally:
-        if handle is not sys.stdout:
-            handle.close()
-    if path != "-":
-        click.echo(f"wrote {len(results)} prediction(s) to {path}")

@@ -190,14 +190,20 @@ def worker_label(strategy) -> str:
 
 
 @contextlib.contextmanager
-def worker_run_dir(strategy, path: str | Path, overwrite: bool = False,
+def worker_run_dir(strategy, path: str | Path, job: str = "", overwrite: bool = False,
                    existing: bool = False):
-    """The run directory this process writes: ``path`` itself on the chief; on every other
-    worker a temporary one (a copy of ``path`` when resuming an ``existing`` run), removed
-    when the job ends, so that all workers save alike and only the chief's files land."""
+    """The run directory this process writes for ``job``: ``path`` itself on the chief; on
+    every other worker a temporary one (a copy of ``path`` when resuming an ``existing`` run),
+    removed when the job ends, so that all workers save alike and only the chief's files land."""
     path = Path(path)
     if is_chief(strategy):
-        yield RunDir(path) if existing else RunDir.create(path, overwrite)
+        if existing:
+            run = RunDir(path)
+            run.make_folders()
+            yield run
+        else:
+            with RunDir.create(path, job, overwrite) as run:
+                yield run
         return
     scratch = Path(tempfile.mkdtemp(prefix="kerastl-worker-"))
     try:
@@ -205,7 +211,8 @@ def worker_run_dir(strategy, path: str | Path, overwrite: bool = False,
             shutil.copytree(path, scratch / path.name)
             yield RunDir(scratch / path.name)
         else:
-            yield RunDir.create(scratch / path.name)
+            with RunDir.create(scratch / path.name, job) as run:
+                yield run
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -23,3 +23,7 @@ class RunDirError(KerastlError):
 
 class TrainingError(KerastlError):
     """Training that cannot go on, such as a loss that became NaN."""
+
+
+class ModelFileError(KerastlError):
+    """A model file that cannot be read: truncated, foreign, or unsafe to load."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -12,9 +13,10 @@ from kerastl._tf import tensorflow
 from kerastl.data import ImageSet
 from kerastl.data.images import IMAGE_EXTENSIONS, BadImage, SkippedFiles, load_image
 from kerastl.data.sources import load_splits
-from kerastl.errors import DataError, RunDirError
+from kerastl.errors import DataError, ModelFileError, RunDirError
 from kerastl.metrics import classification_report
-from kerastl.runs import LABELS_FILE, read_labels, resolve_model_file
+from kerastl.runs import CLASSIFIER_JOBS, CONFIG_FILE, LABELS_FILE, atomic_write_text, \
+    check_output_file, load_keras_model, read_labels, require_job, resolve_model_file
 from kerastl.transfer.model import primary_output
 
 
@@ -61,13 +63,12 @@ def load_classifier(path: str | Path) -> Classifier:
 
 
 def _load_keras(path: Path) -> Classifier:
-    tensorflow()
-    import keras
-
-    import kerastl.layers  # noqa: F401 - registers kerastl's layers for loading
-
+    require_job(path, CLASSIFIER_JOBS, "this command")
     model_file = resolve_model_file(path)
-    model = keras.models.load_model(model_file)
+    model = load_keras_model(model_file)
+    if not hasattr(model, "input_shape") or len(model.input_shape) != 4:
+        raise ModelFileError(f"{model_file} is not an image classifier (its input is "
+                             f"{getattr(model, 'input_shape', 'unknown')})")
     names = _check_labels(read_labels(model_file), int(primary_output(model.output).shape[-1]),
                           model_file)
     size = (int(model.input_shape[1]), int(model.input_shape[2]))
@@ -137,15 +138,19 @@ def evaluate_heads(model, data: ImageSet, heads: list, split: str, batch_size: i
 
 def evaluate(model: str | Path, data: str, batch_size: int = 64,
              split: str | None = None, errors_plot: str | Path | None = None,
-             tta: bool = False) -> dict:
+             tta: bool = False, overwrite: bool = False) -> dict:
     """Classification report of a trained model (any format ``load_classifier`` reads) on ``data``.
 
     A pre-split folder (or a source with a test split) is evaluated on ``test``
     (else ``val``); a plain class-per-folder tree on all its images. With
     ``errors_plot``, the most confident mistakes are saved there as a grid. ``tta``
     averages each image's probabilities with its mirror image's (see
-    :meth:`Classifier.probabilities`).
+    :meth:`Classifier.probabilities`). ``errors_plot`` is never one of the command's inputs,
+    and an existing file only with ``overwrite``.
     """
+    if errors_plot:
+        errors_plot = check_output_file(errors_plot, overwrite, _inputs(model, [data]),
+                                        "--errors")
     classifier = load_classifier(model)
     skipped = SkippedFiles()
     splits = load_splits(data, classifier.image_size, skipped)
@@ -166,6 +171,28 @@ def evaluate(model: str | Path, data: str, batch_size: int = 64,
     return report
 
 
+def _inputs(model: str | Path, data: Iterable[str | Path]) -> list[Path]:
+    """What a command reads: the model (every file of its run directory) and the data given
+    as paths (specs such as ``sample`` name no file)."""
+    model = Path(model).expanduser()
+    folder = model if model.is_dir() else model.parent
+    run_files = [folder] if (folder / CONFIG_FILE).exists() else [model]
+    return run_files + [Path(item) for item in data if Path(item).exists()]
+
+
+def write_predictions(results: list[dict], handle) -> None:
+    """:func:`predict`'s results as CSV rows to an open text ``handle``."""
+    import csv
+
+    writer = csv.writer(handle)
+    writer.writerow(["file", "rank", "label", "probability", "error"])
+    for result in results:
+        for rank, top in enumerate(result.get("top", []), start=1):
+            writer.writerow([result["file"], rank, top["label"], f"{top['probability']:.6f}", ""])
+        if "error" in result:
+            writer.writerow([result["file"], "", "", "", result["error"]])
+
+
 def image_files(inputs: Iterable[str | Path]) -> list[Path]:
     """Image files named directly, or found (recursively) in the folders named."""
     files: list[Path] = []
@@ -183,14 +210,27 @@ def image_files(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def predict(model: str | Path, inputs: Iterable[str | Path], top_k: int = 3,
-            batch_size: int = 64) -> list[dict]:
-    """Top-k classes for each image; unreadable files get an ``error`` instead."""
+            batch_size: int = 64, csv: str | Path | None = None,
+            overwrite: bool = False) -> list[dict]:
+    """Top-k classes for each image; unreadable files get an ``error`` instead.
+
+    With ``csv``, the results are also written there (``file,rank,label,probability,error``),
+    atomically; never over the model's run or an input image, and over an existing file
+    only with ``overwrite``.
+    """
+    inputs = list(inputs)
+    if csv is not None:  # refuse a taken file before the work, not after it
+        csv = check_output_file(csv, overwrite, _inputs(model, inputs), "--csv")
     classifier = load_classifier(model)
     files = image_files(inputs)
     top_k = max(1, min(top_k, len(classifier.class_names)))
     results: list[dict] = []
     for start in range(0, len(files), batch_size):
         results.extend(_predict_batch(classifier, files[start:start + batch_size], top_k))
+    if csv is not None:
+        buffer = io.StringIO()
+        write_predictions(results, buffer)
+        atomic_write_text(csv, buffer.getvalue())
     return results
 
 

@@ -59,6 +59,18 @@ def trained_run(tmp_path_factory, session_folder) -> Path:
 
 
 @pytest.fixture(scope="session")
+def gan_run(tmp_path_factory) -> Path:
+    """A GAN trained for two short epochs on the bundled sample (gray 32 px)."""
+    from kerastl.gan.train import train_gan
+
+    runs = tmp_path_factory.mktemp("gan_runs")
+    result = train_gan("sample", image_size=32, width=8, latent_dim=16, epochs=2,
+                       steps_per_epoch=3, batch_size=16, runs_dir=str(runs), name="gan",
+                       verbose=0)
+    return Path(result.run_dir)
+
+
+@pytest.fixture(scope="session")
 def fashion_available() -> Path:
     """Debian's Fashion-MNIST; in CI it must be installed, elsewhere its tests skip."""
     if (FASHION_DIR / "train-images-idx3-ubyte.gz").exists():

@@ -51,6 +51,7 @@ def test_finetune_writes_a_complete_run(cli_run):
     run, output = cli_run
     for name in RUN_FILES:
         assert (run / name).exists(), name
+    assert "phase" in (run / "run.log").read_text()  # -q quiets the console, not run.log
     assert any((run / "logs").rglob("*tfevents*"))
     assert (run / "labels.txt").read_text().split() == ["blue", "green", "red"]
     config = json.loads((run / "config.json").read_text())

@@ -158,18 +158,6 @@ def test_discriminator_blocks_seeded_from_a_small_backbone_classifier(trained_ru
                                   backbone.get_layer("block2_conv2").get_weights()[0])
 
 
-@pytest.fixture(scope="module")
-def gan_run(tmp_path_factory) -> Path:
-    """A GAN trained for two short epochs on the bundled sample (gray 32 px)."""
-    from kerastl.gan.train import train_gan
-
-    runs = tmp_path_factory.mktemp("gan_runs")
-    result = train_gan("sample", image_size=32, width=8, latent_dim=16, epochs=2,
-                       steps_per_epoch=3, batch_size=16, runs_dir=str(runs), name="gan",
-                       verbose=0)
-    return Path(result.run_dir)
-
-
 def test_gan_run_directory(gan_run):
     import json
 

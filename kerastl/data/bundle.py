@@ -82,8 +82,20 @@ def load_data(spec: str, image_size: int | tuple[int, int], *, val_fraction: flo
     val = splits.get("val")
     if val is None:
         train, val = stratified_split(train, val_fraction, seed)
+        _warn_unvalidated(spec, train, val)
     return DataBundle(spec=str(spec), train=train, val=val, test=splits.get("test"),
                       skipped=skipped)
+
+
+def _warn_unvalidated(spec: str, train: ImageSet, val: ImageSet) -> None:
+    """One line for classes that got no validation image (one image, or none, to split)."""
+    if not len(val):
+        return  # --val-fraction 0: no validation at all, said elsewhere
+    missing = [name for name, count in val.counts().items()
+               if count == 0 and train.counts()[name] > 0]
+    if missing:
+        log.warning("%s: class(es) %s have too few images for a validation image; their "
+                    "validation accuracy is not measured", spec, ", ".join(missing))
 
 
 def load_images(spec: str, image_size: int | tuple[int, int], *, val_fraction: float = 0.2,

@@ -72,9 +72,20 @@ def load_folder(root: Path, size: tuple[int, int], skipped: SkippedFiles) -> Spl
                   if d.name.lower() in SPLIT_NAMES}
     if "train" in split_dirs:
         class_names = _class_names(split_dirs["train"])
-        return {split: _read_class_folders(folder, class_names, size, skipped)
-                for split, folder in split_dirs.items()}
-    return {"train": _read_class_folders(root, _class_names(root), size, skipped)}
+        splits = {split: _read_class_folders(folder, class_names, size, skipped)
+                  for split, folder in split_dirs.items()}
+    else:
+        splits = {"train": _read_class_folders(root, _class_names(root), size, skipped)}
+    _warn_empty_classes(root, splits["train"])
+    return splits
+
+
+def _warn_empty_classes(root: Path, train: ImageSet) -> None:
+    empty = [name for name, count in train.counts().items() if count == 0]
+    if empty:
+        log.warning("%s: class folder(s) %s hold no readable image (empty, unreadable, or every "
+                    "file skipped): the model keeps them as classes it never sees", root,
+                    ", ".join(empty))
 
 
 def load_unlabelled_splits(spec: str, size: tuple[int, int], skipped: SkippedFiles) -> Splits:
@@ -98,7 +109,23 @@ def _files_under(root: Path) -> list[Path]:
 
 
 def _subfolders(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """Visible sub-folders of ``root``; a link to a folder inside the same tree (``loop -> .``)
+    is skipped, since it would make a class of copies of other classes' images."""
+    folders = []
+    for path in sorted(root.iterdir()):
+        if not path.is_dir() or path.name.startswith("."):
+            continue
+        if path.is_symlink() and _inside(path.resolve(), root):
+            log.warning("skipped %s: a link to a folder inside the same tree", path)
+            continue
+        folders.append(path)
+    return folders
+
+
+def _inside(target: Path, root: Path) -> bool:
+    """Whether ``target`` is ``root``, a folder under it, or a folder above it."""
+    root = root.resolve()
+    return target.is_relative_to(root) or root.is_relative_to(target)
 
 
 def _class_names(root: Path) -> list[str]:
@@ -236,30 +263,47 @@ def _load_tfds(spec: str, size: tuple[int, int]) -> Splits:
     _, name, *rest = spec.split(":")
     if not name:
         raise DataError(f"a TFDS spec is tfds:NAME[:SPLIT]. Received: {spec!r}")
+    split = rest[0] if rest else None
     try:
         from kerastl._tf import quiet_tensorflow
         quiet_tensorflow()
         import tensorflow_datasets as tfds
 
         builder = tfds.builder(name)
+        _check_tfds_split(spec, split, list(builder.info.splits))  # known before a download
         builder.download_and_prepare()
+        _check_tfds_split(spec, split, list(builder.info.splits))
         label_feature = builder.info.features["label"]
-        splits = {rest[0]: rest[0]} if rest else {s: s for s in builder.info.splits}
-        loaded = {SPLIT_NAMES.get(key, key): builder.as_dataset(split=split, as_supervised=True)
-                  for key, split in splits.items()}
+        splits = {split: split} if split else {s: s for s in builder.info.splits}
+        loaded = {SPLIT_NAMES.get(key, key): builder.as_dataset(split=value, as_supervised=True)
+                  for key, value in splits.items()}
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - offline downloads fail in many ways
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise DataError(f"could not load {spec} ({first_line}). TFDS downloads need the "
-                        "internet; offline, use a folder, 'fashion_mnist' or 'sample'") from None
+        unchecked = f"; the split {split!r} could not be checked either" if split else ""
+        raise DataError(f"could not load {spec} ({type(exc).__name__}: {first_line}){unchecked}. "
+                        "TFDS downloads need the internet; offline, use a folder, "
+                        "'fashion_mnist' or 'sample'") from None
     result = {}
-    for split, dataset in loaded.items():
+    for split_name, dataset in loaded.items():
         pairs = list(tfds.as_numpy(dataset))
         images = [resize_array(np.squeeze(x) if x.shape[-1] == 1 else x, size) for x, _ in pairs]
-        result[split] = ImageSet(np.stack(images) if images else np.zeros((0, *size, 3), np.uint8),
-                                 np.array([y for _, y in pairs], dtype=np.int64),
-                                 list(label_feature.names))
+        result[split_name] = ImageSet(
+            np.stack(images) if images else np.zeros((0, *size, 3), np.uint8),
+            np.array([y for _, y in pairs], dtype=np.int64), list(label_feature.names))
     if "train" not in result:
         result["train"] = result.pop(next(iter(result)))
     return result
+
+
+def _check_tfds_split(spec: str, split: str | None, known: list[str]) -> None:
+    """A split expression (``train``, ``train[:10%]``, ``train+test``) naming only splits the
+    dataset has; nothing to check while the dataset's splits are unknown (not yet downloaded)."""
+    if not split or not known:
+        return
+    names = [part.split("[")[0].strip() for part in split.split("+")]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise DataError(f"{spec}: the dataset has no split {', '.join(map(repr, unknown))}; "
+                        f"it has {', '.join(known)}")

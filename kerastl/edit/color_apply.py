@@ -20,7 +20,7 @@ from kerastl.data.images import MAX_PIXELS, BadImage
 from kerastl.edit import color_ops
 from kerastl.edit.color_eval import correct, predict_params
 from kerastl.errors import KerastlError
-from kerastl.runs import atomic_write, resolve_model_file
+from kerastl.runs import COLOR_JOB, atomic_write, load_keras_model, require_job, resolve_model_file
 
 log = logging.getLogger("kerastl")
 
@@ -37,12 +37,10 @@ class Corrected:
 
 def load_color_model(run_or_model: str | Path):
     """The colour model of a run directory (``model.keras``) or a model file."""
-    from kerastl import layers  # noqa: F401 - registers Preprocess for loading
-    from kerastl._tf import keras_module
     from kerastl.edit import color_model  # noqa: F401 - registers its layers for loading
 
-    keras = keras_module()
-    model = keras.models.load_model(resolve_model_file(run_or_model), compile=False)
+    require_job(run_or_model, (COLOR_JOB,), "kerastl edit color")
+    model = load_keras_model(resolve_model_file(run_or_model), compile=False)
     if tuple(model.output_shape[1:]) != (len(color_ops.ADJUSTMENTS),):
         raise KerastlError(f"{run_or_model} is not a colour-correction model (its output is "
                            f"{model.output_shape}); train one with 'kerastl edit train-color'")

@@ -29,20 +29,9 @@ from kerastl.errors import KerastlError
 from kerastl.export.layout import choose_version, staged_folder
 from kerastl.export.parity import artifact_size, median_latency_ms
 from kerastl.export.savedmodel import decode_image
-from kerastl.runs import CONFIG_FILE, atomic_write, atomic_write_text, resolve_model_file
+from kerastl.runs import atomic_write, atomic_write_text
 
 REPORT_FILE = "export_report.json"
-
-
-def is_color_model(run_or_model: str | Path) -> bool:
-    """Whether ``run_or_model`` comes from ``kerastl edit train-color`` (by its config.json)."""
-    from kerastl.edit.color_train import JOB
-
-    try:
-        config_file = resolve_model_file(run_or_model).parent / CONFIG_FILE
-        return json.loads(config_file.read_text()).get("job") == JOB
-    except (KerastlError, OSError, ValueError):
-        return False
 
 
 def export_color(run_or_model: str | Path, format: str, name: str, out: str | Path,

@@ -25,17 +25,18 @@ from kerastl.edit.color_model import IMAGE, PARAMS, build_predictor, build_train
     lab_l1_loss, normalized_param_loss
 from kerastl.loop import fit
 from kerastl.report import plot_history, save_image_grid
-from kerastl.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, RunDir, default_run_name, \
-    versions
+from kerastl.settings import check_range, check_types
+from kerastl.runs import COLOR_JOB, CONFIG_FILE, METRICS_FILE, MODEL_FILE, RunDir, \
+    check_name, default_run_name, load_keras_model, run_path, versions
 from kerastl.transfer.callbacks import BestModelSaver, FittedPhases, HistoryWriter, StopOnNaN, \
     fit_verbosity
 from kerastl.transfer.rates import make_optimizer
 from kerastl.transfer.model import pretrained_run_backbone, resolve_backbone
-from kerastl.transfer.schedule import apply_phase, plan_phases
+from kerastl.transfer.schedule import apply_phase, parse_unfreeze, plan_phases
 
 log = logging.getLogger("kerastl")
 
-JOB = "edit-color"
+JOB = COLOR_JOB
 DEFAULT_SIZE = 96
 
 
@@ -73,10 +74,25 @@ class ColorConfig(ScaleSettings):
     verbose: int | None = None
 
     def __post_init__(self):
+        check_types(self)
+        for name, low, high, low_open in _RANGES:
+            check_range(self, name, low, high, low_open)
+        if self.name:
+            check_name(self.name)
+        parse_unfreeze(self.unfreeze)
         self.data = str(self.data)
         self.weights = None if self.weights in (None, "none") else str(self.weights)
         if self.image_size is None and pretrained_run_backbone(self.weights) is None:
             self.image_size = DEFAULT_SIZE
+
+
+#: (setting, low, high, low is open): what ColorConfig accepts; the CLI's types agree.
+_RANGES = [("image_size", 16, None, False), ("strength", 0.05, 1, False),
+           ("copies", 1, None, False), ("batch_size", 1, None, False),
+           ("frozen_epochs", 0, None, False), ("finetune_epochs", 0, None, False),
+           ("lr", 0, None, True),
+           ("finetune_lr", 0, None, True), ("image_loss_weight", 0, None, False),
+           ("val_fraction", 0.05, 0.9, False)]
 
 
 @dataclasses.dataclass
@@ -109,8 +125,8 @@ def run_color(config: ColorConfig) -> ColorResult:
         backbone = resolve_backbone(config.backbone, config.weights, config.image_size)
     bundle = load_images(config.data, backbone.meta.image_size,
                          val_fraction=config.val_fraction, seed=config.seed)
-    path = Path(config.runs_dir) / (config.name or default_run_name(JOB, backbone.meta.name))
-    with worker_run_dir(strategy, path, config.overwrite) as run, run.capture_log(log):
+    path = run_path(config.runs_dir, config.name, default_run_name(JOB, backbone.meta.name))
+    with worker_run_dir(strategy, path, JOB, config.overwrite) as run, run.capture_log(log):
         with strategy.scope():
             trained = _fit_phases(config, backbone, bundle, run)
         return _finish(config, bundle, run, trained)
@@ -137,7 +153,7 @@ def _fit_phases(config: ColorConfig, backbone, bundle: DataBundle,
                                     strength=config.strength, drop_remainder=replicas > 1)
     history, best = HistoryWriter(run), BestModelSaver(run, predictor, "val_loss", mode="min")
     groups = layer_groups(backbone.model, backbone.spec)
-    phase_starts, started = {}, time.perf_counter()
+    phase_starts, started, nan_guard = {}, time.perf_counter(), StopOnNaN()
     for phase in phases:
         apply_phase(backbone.model, groups, phase)
         trainer.compile(optimizer=make_optimizer(phase.learning_rate),
@@ -148,17 +164,18 @@ def _fit_phases(config: ColorConfig, backbone, bundle: DataBundle,
         log.info("phase %s: %d epoch(s) at lr %.2g", phase.name, phase.epochs,
                  phase.learning_rate)
         fit(trainer, train_ds, validation_data=val_ds, initial_epoch=start,
-            epochs=start + phase.epochs, callbacks=[best, history, StopOnNaN()],
+            epochs=start + phase.epochs, callbacks=[best, history, nan_guard],
             verbose=fit_verbosity(config.verbose))
+        if nan_guard.reason:
+            break
+    nan_guard.require_kept_model(run / MODEL_FILE)
     return FittedPhases(time.perf_counter() - started, best, history, phase_starts)
 
 
 def _finish(config: ColorConfig, bundle: DataBundle, run: RunDir,
             fitted: FittedPhases) -> ColorResult:
     """Evaluate the best model on this process alone and write the run's reports."""
-    import keras
-
-    model = keras.models.load_model(run / MODEL_FILE)
+    model = load_keras_model(run / MODEL_FILE)
     held_out = bundle.test if bundle.test is not None and len(bundle.test) else bundle.val
     split = "test" if held_out is bundle.test else "val"
     report = evaluate_color(model, list(held_out.images), seed=config.seed + 2,

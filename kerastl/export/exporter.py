@@ -15,13 +15,14 @@ from kerastl import __version__
 from kerastl._tf import tensorflow
 from kerastl.data import ImageSet, load_data
 from kerastl.data.sources import load_splits
-from kerastl.edit.color_export import export_color, is_color_model
+from kerastl.edit.color_export import export_color
 from kerastl.errors import KerastlError
 from kerastl.export.layout import choose_version, staged_folder, write_labels
 from kerastl.export.parity import parity_report
 from kerastl.export.tflite import QUANTIZATIONS, convert
 from kerastl.inference import Classifier, load_classifier
-from kerastl.runs import CONFIG_FILE, METRICS_FILE, atomic_write, atomic_write_text
+from kerastl.runs import CLASSIFIER_JOBS, COLOR_JOB, METRICS_FILE, atomic_write, \
+    atomic_write_text, check_name, require_job
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 REPORT_FILE = "export_report.json"
@@ -58,19 +59,20 @@ def export_model(model: str | Path, format: str = "savedmodel", quantize: str = 
         raise KerastlError(f"--quantize takes {', '.join(QUANTIZATIONS)}. Received: {quantize}")
     if quantize != "none" and format != "tflite":
         raise KerastlError(f"--quantize applies to tflite only (received --format {format})")
-    if is_color_model(model):
-        path, version, report = export_color(model, format, name or _default_name(Path(model)),
-                                             out, version, quantize)
+    name = check_name(name or _default_name(Path(model)))
+    record = require_job(model, (*CLASSIFIER_JOBS, COLOR_JOB), "kerastl export")
+    if record is not None and record["job"] == COLOR_JOB:
+        path, version, report = export_color(model, format, name, out, version, quantize)
         return ExportResult(path, version, report)
     classifier = load_classifier(model)
     if classifier.kind != "keras":
         raise KerastlError(f"{model} is already an export ({classifier.kind}); export a run "
                            "directory or a .keras file")
-    source = ModelSource(Path(model), classifier, data)
-    name = name or source.default_name()
-    model_dir = Path(out) / name
-    version = choose_version(model_dir, version)
+    source = ModelSource(Path(model), classifier, data, record)
+    model_dir = Path(out).expanduser() / name
     pixels, checked_on = source.check_pixels(check_images)
+    _require_finite(classifier, pixels, model)
+    version = choose_version(model_dir, version)
     exporters = {"savedmodel": _export_savedmodel, "tflite": _export_tflite,
                  "onnx": _export_onnx}
     path, report = exporters[format](source, model_dir, name, version, pixels, checked_on,
@@ -82,13 +84,14 @@ def export_model(model: str | Path, format: str = "savedmodel", quantize: str = 
 class ModelSource:
     """The model being exported and what its run directory knows: data, metrics, backbone."""
 
-    def __init__(self, path: Path, classifier: Classifier, data: str | None):
-        self.path, self.classifier, self.data = path, classifier, data
-        run_dir = classifier.path.parent
-        config_file = run_dir / CONFIG_FILE
-        self.config = json.loads(config_file.read_text()) if config_file.exists() else None
-        metrics_file = run_dir / METRICS_FILE
-        self.metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    def __init__(self, path: Path, classifier: Classifier, data: str | None,
+                 config: dict | None):
+        self.path, self.classifier, self.data, self.config = path, classifier, data, config
+        metrics_file = classifier.path.parent / METRICS_FILE
+        try:
+            self.metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+        except (OSError, ValueError):
+            self.metrics = {}  # only the model card quotes them
 
     def default_name(self) -> str:
         return _default_name(self.path)
@@ -102,13 +105,14 @@ class ModelSource:
 
             splits = load_splits(self.data, size, SkippedFiles())
             return {k: v.relabel_to(self.classifier.class_names) for k, v in splits.items()}
-        if self.config:
-            settings = self.config["settings"]
+        settings = (self.config or {}).get("settings")
+        if isinstance(settings, dict) and "data" in settings:
             try:
-                bundle = load_data(settings["data"], size, val_fraction=settings["val_fraction"],
-                                   seed=settings["seed"], classes=settings["classes"],
-                                   per_class=settings["per_class"])
-            except KerastlError:
+                bundle = load_data(settings["data"], size,
+                                   val_fraction=settings.get("val_fraction", 0.2),
+                                   seed=settings.get("seed", 0), classes=settings.get("classes"),
+                                   per_class=settings.get("per_class"))
+            except (KerastlError, TypeError, ValueError):
                 return None
             return {"train": bundle.train, "val": bundle.val}
         return None
@@ -158,7 +162,17 @@ class ModelSource:
 
 
 def _default_name(path: Path) -> str:
+    path = path.expanduser().resolve()
     return (path.name if path.is_dir() else path.stem).replace(" ", "_")
+
+
+def _require_finite(classifier: Classifier, pixels: np.ndarray, model) -> None:
+    """Refuse to export a model whose outputs are NaN or infinite (a diverged run)."""
+    outputs = np.asarray(classifier.predict_batch(pixels[:16]))
+    if not np.isfinite(outputs).all():
+        raise KerastlError(f"{model} gives non-finite outputs (NaN or inf) on the check images: "
+                           "it diverged in training; retrain it (lower the learning rate) "
+                           "rather than export it")
 
 
 def _export_savedmodel(source: ModelSource, model_dir: Path, name: str, version: int,

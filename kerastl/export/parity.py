@@ -26,13 +26,26 @@ def parity_report(keras_predict: Predict, exported_predict: Predict, pixels: np.
         "size_bytes": artifact_size(artifact),
         "check_images": int(len(pixels)),
         "check_images_from": source,
-        "max_abs_diff": float(np.max(np.abs(reference - exported))) if len(pixels) else 0.0,
-        "top1_agreement": float(np.mean(reference.argmax(1) == exported.argmax(1))),
+        **agreement(reference, exported),
         "latency_ms_per_image": {
             "keras": median_latency_ms(keras_predict, pixels[:latency_images]),
             "export": median_latency_ms(exported_predict, pixels[:latency_images]),
         },
     }
+
+
+def agreement(reference: np.ndarray, exported: np.ndarray) -> dict:
+    """Top-1 agreement and the largest difference of two predictions of the same images. A row
+    with a NaN or infinite value on either side disagrees (argmax would call NaN class 0);
+    ``max_abs_diff`` is then None (JSON has no NaN) and ``non_finite_rows`` counts them."""
+    if not len(reference):
+        return {"max_abs_diff": 0.0, "top1_agreement": 1.0, "non_finite_rows": 0}
+    finite = np.isfinite(reference).all(axis=1) & np.isfinite(exported).all(axis=1)
+    same = (reference.argmax(1) == exported.argmax(1)) & finite
+    bad = int((~finite).sum())
+    largest = None if bad else float(np.max(np.abs(reference - exported)))
+    return {"max_abs_diff": largest, "top1_agreement": float(np.mean(same)),
+            "non_finite_rows": bad}
 
 
 def batched(predict: Predict, pixels: np.ndarray, batch_size: int = 32) -> np.ndarray:

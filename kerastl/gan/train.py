@@ -19,16 +19,18 @@ from kerastl._tf import keras_module, tensorflow
 from kerastl.data.bundle import load_images
 from kerastl.distribute import ScaleSettings, job_strategy, synchronize_batchnorm, \
     worker_run_dir
-from kerastl.errors import KerastlError
-from kerastl.gan.dcgan import DCGAN
+from kerastl.errors import KerastlError, RunDirError
+from kerastl.gan.dcgan import DCGAN, LOSSES
 from kerastl.gan.diffaugment import DEFAULT_POLICY
 from kerastl.loop import fit
 from kerastl.gan.networks import build_discriminator, build_generator, freeze_blocks, \
     seed_from_backbone
 from kerastl.report import save_image_grid, square_grid
-from kerastl.runs import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, RunDir, \
-    default_run_name, resolve_model_file, versions
-from kerastl.transfer.callbacks import HistoryWriter, fit_verbosity
+from kerastl.runs import CLASSIFIER_JOBS, CONFIG_FILE, GAN_JOBS, HISTORY_FILE, METRICS_FILE, \
+    MODEL_FILE, RunDir, check_name, default_run_name, load_keras_model, require_job, \
+    require_settings, resolve_model_file, run_path, versions
+from kerastl.settings import check_choice, check_range, check_types, from_settings
+from kerastl.transfer.callbacks import HistoryWriter, StopOnNaN, fit_verbosity, non_finite
 
 keras = keras_module()
 log = logging.getLogger("kerastl")
@@ -65,7 +67,7 @@ class GanConfig(ScaleSettings):
     ema_decay: float = 0.999
     diffaugment: str = "auto"
     spectral_norm: bool = False
-    classes: list[str] | None = None
+    classes: str | list[str | int] | None = None
     limit: int | None = None
     init: str | None = None
     freeze_d: int = 0
@@ -77,6 +79,26 @@ class GanConfig(ScaleSettings):
     overwrite: bool = False
     job: str = "gan"
     verbose: int | None = None
+
+    def __post_init__(self):
+        check_types(self)
+        for name, low, high, low_open in _RANGES:
+            check_range(self, name, low, high, low_open)
+        check_choice(self, "image_size", IMAGE_SIZES)
+        check_choice(self, "channels", (None, 1, 3))
+        check_choice(self, "loss", LOSSES)
+        check_choice(self, "job", GAN_JOBS)
+        if self.name:
+            check_name(self.name)
+        self.data = str(self.data)
+
+
+#: (setting, low, high, low is open): what GanConfig accepts; the CLI's types agree.
+_RANGES = [("latent_dim", 2, None, False), ("width", 4, None, False), ("epochs", 1, None, False),
+           ("steps_per_epoch", 1, None, False), ("batch_size", 1, None, False),
+           ("d_lr", 0, None, True), ("g_lr", 0, None, True), ("beta_1", 0, 1, False),
+           ("ema_decay", 0, 1, False), ("limit", 1, None, False), ("freeze_d", 0, None, False)]
+IMAGE_SIZES = (32, 64, 128)
 
 
 @dataclasses.dataclass
@@ -113,8 +135,8 @@ def run_gan(config: GanConfig, callbacks=()) -> GanResult:
         images = _images(config, size, source.generator.output_shape[-1] if source else None)
         policy = _policy(config.diffaugment, len(images))
         gan = _build(config, source, size, images.shape[-1], policy)
-    path = Path(config.runs_dir) / (config.name or default_run_name(config.job, f"dcgan{size}"))
-    with worker_run_dir(strategy, path, config.overwrite) as run:
+    path = run_path(config.runs_dir, config.name, default_run_name(config.job, f"dcgan{size}"))
+    with worker_run_dir(strategy, path, config.job, config.overwrite) as run:
         run.write_json(CONFIG_FILE, {"job": config.job, "settings": dataclasses.asdict(config),
                                      "image_size": size, "channels": int(images.shape[-1]),
                                      "diffaugment": ",".join(policy), "versions": versions()})
@@ -124,20 +146,26 @@ def run_gan(config: GanConfig, callbacks=()) -> GanResult:
 def resume_gan(run_dir: str | Path, epochs: int | None = None) -> GanResult:
     """Continue a GAN run from its last saved epoch (networks, EMA and both optimizers' states
     come back with ``model.keras``), up to its ``epochs`` or the ``epochs`` given."""
-    import json
-
     from kerastl.transfer.checkpoint import truncate_history
 
     run = RunDir(Path(run_dir))
+    record = require_job(run.path, GAN_JOBS, "kerastl gan resume")
+    if record is None:
+        raise RunDirError(f"{run.path} is not a kerastl run directory (no {CONFIG_FILE})")
     if (run / METRICS_FILE).exists() and epochs is None:
         raise KerastlError(f"{run.path} finished already: pass more --epochs to train on")
-    record = json.loads((run / CONFIG_FILE).read_text())
-    config = GanConfig(**{**record["settings"], "epochs": epochs or record["settings"]["epochs"]})
+    settings = require_settings(record, run.path)
+    config = from_settings(GanConfig, settings, str(run / CONFIG_FILE),
+                           epochs=epochs or settings.get("epochs", 10))
+    if not (run / MODEL_FILE).exists():
+        raise RunDirError(f"{run.path} stopped before its first epoch ended: nothing to "
+                          "resume; start it again with kerastl gan train (--overwrite)")
     strategy = _start(config)
     with strategy.scope():
         gan = load_gan(run.path)
         _synchronize(gan)
-    images = _images(config, record["image_size"], record["channels"])
+    images = _images(config, int(record.get("image_size", config.image_size)),
+                     record.get("channels"))
     rows = truncate_history(run / HISTORY_FILE, 10**9)
     with worker_run_dir(strategy, run.path, existing=True) as worker_run:
         return _fit(config, strategy, gan, worker_run, images, rows, ())
@@ -176,7 +204,8 @@ def _fit(config: GanConfig, strategy, gan: DCGAN, run: RunDir, images: np.ndarra
         history = HistoryWriter(run, learning_rate=False)
         history.rows = list(rows)
         # the model first, then the history row: a kill in between redoes one epoch at most
-        callbacks = [SaveEachEpoch(run), history,
+        nan_guard = StopOnNaN()
+        callbacks = [SaveEachEpoch(run), history, nan_guard,
                      SampleGrid(run, gan.latents(GRID_SAMPLES, config.seed)), *callbacks]
         started = time.perf_counter()
         with strategy.scope():
@@ -185,6 +214,9 @@ def _fit(config: GanConfig, strategy, gan: DCGAN, run: RunDir, images: np.ndarra
                 steps_per_epoch=config.steps_per_epoch, callbacks=callbacks,
                 verbose=fit_verbosity(config.verbose))
         elapsed = time.perf_counter() - started
+        if nan_guard.reason:
+            nan_guard.require_kept_model(run / MODEL_FILE)
+            gan = load_gan(run.path)  # the last epoch that ended finite
         epochs_run = len(history.rows) - len(rows)
         steps = epochs_run * (config.steps_per_epoch or len(images) // config.batch_size)
         metrics = {"final": history.rows[-1] if history.rows else {},
@@ -248,7 +280,8 @@ def gan_dataset(images: np.ndarray, batch_size: int, seed: int):
 
 def load_gan(run_or_model: str | Path) -> DCGAN:
     """The GAN of a run directory or ``.keras`` file, optimizers and their states included."""
-    gan = keras.models.load_model(resolve_model_file(run_or_model))
+    require_job(run_or_model, GAN_JOBS, "this GAN command")
+    gan = load_keras_model(resolve_model_file(run_or_model))
     if not isinstance(gan, DCGAN):
         raise KerastlError(f"{run_or_model} is not a kerastl GAN; train one with "
                            "'kerastl gan train'")
@@ -258,7 +291,8 @@ def load_gan(run_or_model: str | Path) -> DCGAN:
 def _classifier_backbone(run: str):
     from kerastl import layers  # noqa: F401 - registers Preprocess for loading
 
-    classifier = keras.models.load_model(resolve_model_file(run), compile=False)
+    require_job(run, CLASSIFIER_JOBS, "--d-from")
+    classifier = load_keras_model(resolve_model_file(run), compile=False)
     try:
         return classifier.get_layer("backbone")
     except ValueError:
@@ -286,4 +320,5 @@ class SaveEachEpoch(keras.callbacks.Callback):
         self.run = run
 
     def on_epoch_end(self, epoch, logs=None):
-        self.run.save_model(self.model, MODEL_FILE)
+        if not non_finite(logs):  # a NaN epoch is never kept
+            self.run.save_model(self.model, MODEL_FILE)

@@ -40,6 +40,8 @@ class BestModelSaver(keras.callbacks.Callback):
         self.best_epoch: int | None = None
 
     def on_epoch_end(self, epoch, logs=None):
+        if non_finite(logs):
+            return  # an epoch whose figures are NaN is never the one kept
         if self.monitor is None:
             self.best_epoch = epoch
             self.run.save_model(self.target, MODEL_FILE)
@@ -81,22 +83,54 @@ class HistoryWriter(keras.callbacks.Callback):
         return buffer.getvalue()
 
 
+def non_finite(logs) -> str | None:
+    """The first figure of ``logs`` that is NaN or infinite (losses first), else None."""
+    items = sorted((logs or {}).items(), key=lambda item: "loss" not in item[0])
+    for key, value in items:
+        try:
+            if not math.isfinite(float(value)):
+                return key
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
 class StopOnNaN(keras.callbacks.Callback):
-    """End training with a clear error the moment the loss is NaN or infinite."""
+    """Stop training the moment a loss is NaN or infinite, or an epoch ends with any figure
+    so (a validation loss included). The epoch that went bad is never kept
+    (:class:`BestModelSaver` and the checkpoint skip it): the trainer finishes with the last
+    finite model, or fails with :meth:`require_kept_model` if there is none. ``reason`` says
+    what happened; it is logged as a warning, into ``run.log`` too."""
 
     def __init__(self):
         super().__init__()
         self.epoch = 0
+        self.reason: str | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.model.stop_training = True
-            raise TrainingError(f"the loss became {float(loss)} at epoch {self.epoch + 1}, "
-                                f"batch {batch + 1}: lower --lr or check the data")
+        key = non_finite({k: v for k, v in (logs or {}).items() if "loss" in k})
+        if key is not None and self.reason is None:
+            self._stop(f"{key} became {float(logs[key])} at epoch {self.epoch + 1}, "
+                       f"batch {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        key = non_finite(logs)
+        if key is not None and self.reason is None:
+            self._stop(f"{key} became {float(logs[key])} at epoch {epoch + 1}")
+
+    def _stop(self, what: str) -> None:
+        self.reason = f"training stopped: {what}; lower the learning rate or check the data"
+        log.warning("%s", self.reason)
+        self.model.stop_training = True
+
+    def require_kept_model(self, model_file) -> None:
+        """After a stop: fail clearly when no epoch ended finite, so nothing was kept."""
+        if self.reason is not None and not model_file.exists():
+            raise TrainingError(f"{self.reason}. No epoch ended with finite figures, so there "
+                                "is no model to keep")
 
 
 class RampBackboneRate(keras.callbacks.Callback):

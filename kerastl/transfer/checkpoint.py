@@ -39,12 +39,16 @@ class TrainingState:
     phase_starts: dict[str, int]
 
     @classmethod
-    def read(cls, run: RunDir) -> "TrainingState":
+    def read(cls, run: RunDir) -> "TrainingState | None":
+        """The state of the run's last complete epoch; None if no epoch finished."""
         path = run / "checkpoints" / STATE_FILE
         if not path.exists():
-            raise RunDirError(f"{run.path} has no checkpoint: it stopped before its first epoch "
-                              "ended; start it again")
-        return cls(**json.loads(path.read_text()))
+            return None
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise RunDirError(f"{path} is not a readable kerastl checkpoint state ({exc})") \
+                from None
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -56,6 +60,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.folder = run / "checkpoints"
 
     def on_epoch_end(self, epoch, logs=None):
+        from kerastl.transfer.callbacks import non_finite
+
+        if non_finite(logs):
+            return  # resume from the last finite epoch, never from a NaN one
         self.state.epochs_done = epoch + 1
         self.save()
 

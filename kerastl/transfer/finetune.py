@@ -14,14 +14,15 @@ from kerastl.compute import check_precision, normalise_jit, precision_policy, us
 from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, BackboneMeta, build_backbone, \
     layer_groups
 from kerastl.data import DataBundle, load_data, parse_classes
-from kerastl.data.pipeline import make_dataset
+from kerastl.data.pipeline import AUGMENTATIONS, make_dataset
 from kerastl.distribute import ScaleSettings, job_strategy, \
     synchronize_batchnorm, worker_run_dir
 from kerastl.errors import KerastlError, RunDirError
 from kerastl.loop import fit, needs_own_loop
 from kerastl.report import plot_confusion, plot_history
-from kerastl.runs import CONFIG_FILE, HEADS_FILE, HISTORY_FILE, LABELS_FILE, METRICS_FILE, \
-    MODEL_FILE, RunDir, default_run_name, versions
+from kerastl.runs import CLASSIFIER_JOBS, CONFIG_FILE, HEADS_FILE, HISTORY_FILE, LABELS_FILE, \
+    METRICS_FILE, MODEL_FILE, RunDir, check_name, default_run_name, load_keras_model, \
+    require_job, require_settings, run_path, versions
 from kerastl.transfer.checkpoint import EpochCheckpoint, TrainingState, load_weights, \
     remove_checkpoints, restore_optimizer, truncate_history
 from kerastl.transfer.callbacks import BestModelSaver, FittedPhases, HistoryWriter, \
@@ -29,9 +30,11 @@ from kerastl.transfer.callbacks import BestModelSaver, FittedPhases, HistoryWrit
 from kerastl.transfer.heads import PRIMARY, Head, lookups, make_head, parse_head
 from kerastl.transfer.feature_cache import can_cache_features, features_of, split_at_features
 from kerastl.transfer.model import ResolvedBackbone, build_classifier, resolve_backbone
-from kerastl.transfer.rates import discriminative_factors, make_optimizer, make_schedule
-from kerastl.transfer.schedule import Phase, apply_phase, parse_unfreeze, plan_phases, \
-    ramp_factor
+from kerastl.settings import check_choice, check_range, check_types, from_settings
+from kerastl.transfer.rates import SCHEDULES, discriminative_factors, make_optimizer, \
+    make_schedule
+from kerastl.transfer.schedule import RECIPES, Phase, apply_phase, parse_unfreeze, \
+    plan_phases, ramp_factor
 
 log = logging.getLogger("kerastl")
 
@@ -59,7 +62,7 @@ class FinetuneConfig(ScaleSettings):
     backbone: str | None = "mobilenetv3small"
     weights: str | None = "imagenet"
     image_size: int | None = None
-    classes: list[str] | None = None
+    classes: str | list[str | int] | None = None
     per_class: int | None = None
     val_fraction: float = 0.2
     batch_size: int = 32
@@ -97,10 +100,15 @@ class FinetuneConfig(ScaleSettings):
     verbose: int | None = None
 
     def __post_init__(self):
+        check_types(self)
+        for name, low, high, low_open in _RANGES:
+            check_range(self, name, low, high, low_open)
+        if self.name:
+            check_name(self.name)
         parse_unfreeze(self.unfreeze)  # a bad spec fails before any work
-        if self.select not in SELECT_MODES:
-            raise KerastlError(f"select must be one of {', '.join(SELECT_MODES)}, "
-                               f"not {self.select!r}")
+        for name, choices in (("select", SELECT_MODES), ("augment", AUGMENTATIONS),
+                              ("schedule", SCHEDULES), ("recipe", (None, *RECIPES))):
+            check_choice(self, name, choices)
         self.class_weight = None if self.class_weight in (None, "none") else self.class_weight
         if self.heads and (self.label_smoothing or self.class_weight or self.mixup
                            or self.cutmix):
@@ -115,6 +123,16 @@ class FinetuneConfig(ScaleSettings):
         check_precision(self.precision)
         self.data = str(self.data)
         self.weights = None if self.weights in (None, "none") else str(self.weights)
+
+
+#: (setting, low, high, low is open): what FinetuneConfig accepts; the CLI's types agree.
+_RANGES = [("image_size", 8, None, False), ("per_class", 1, None, False),
+           ("val_fraction", 0, 0.9, False), ("batch_size", 1, None, False),
+           ("frozen_epochs", 0, None, False), ("finetune_epochs", 0, None, False),
+           ("lr", 0, None, True), ("finetune_lr", 0, None, True),
+           ("group_factor", 1, None, False), ("bn_momentum", 0, 1, False),
+           ("dropout", 0, 0.95, False), ("label_smoothing", 0, 0.5, False),
+           ("weight_decay", 0, None, False), ("patience", 1, None, False)]
 
 
 @dataclasses.dataclass
@@ -157,8 +175,9 @@ def pretrain(data: str, **settings) -> FinetuneResult:
     return run_finetune(FinetuneConfig(data=data, save_backbone=True, **settings))
 
 
-def run_finetune(config: FinetuneConfig) -> FinetuneResult:
-    """Run the whole job described by ``config`` and write its run directory."""
+def run_finetune(config: FinetuneConfig, existing: Path | None = None) -> FinetuneResult:
+    """Run the whole job described by ``config`` and write its run directory (or train from
+    the start in the ``existing`` run directory that holds this config)."""
     strategy = _start(config)
     with precision_policy(config.precision):
         with strategy.scope():  # before any layer is built
@@ -169,35 +188,44 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
                            classes=config.classes, per_class=config.per_class)
         heads = [make_head(*parse_head(option), bundle.class_names)
                  for option in config.heads or []]
-        path = Path(config.runs_dir) / (config.name or default_run_name(
-            config.job, backbone.meta.name))
-        with worker_run_dir(strategy, path, config.overwrite) as run, run.capture_log(log):
+        path = existing or run_path(config.runs_dir, config.name,
+                                    default_run_name(config.job, backbone.meta.name))
+        with worker_run_dir(strategy, path, config.job, config.overwrite,
+                            existing=existing is not None) as run, run.capture_log(log):
             return _train(config, strategy, backbone, bundle, heads, run)
 
 
 def resume_finetune(run_dir: str | Path) -> FinetuneResult:
     """Continue an interrupted run from its last completed epoch: phase, unfrozen layers,
     weights, optimizer state and schedule position; the data split is re-drawn from the seed.
+    A run stopped before its first epoch ended starts again from its config.
 
     A resumed run repeats the weights and schedule of an uninterrupted one, not its exact
     random draws (shuffling and augmentation restart from the seed at the resumed epoch).
     """
-    import json
-
     run = RunDir(Path(run_dir))
-    if not (run / CONFIG_FILE).exists():
+    record = require_job(run.path, CLASSIFIER_JOBS, "kerastl finetune --resume")
+    if record is None:
         raise RunDirError(f"{run.path} is not a kerastl run directory (no {CONFIG_FILE})")
     if (run / METRICS_FILE).exists():
         raise RunDirError(f"{run.path} finished already: nothing to resume")
-    record = json.loads((run / CONFIG_FILE).read_text())
+    config = from_settings(FinetuneConfig, require_settings(record, run.path),
+                           str(run / CONFIG_FILE))
     state = TrainingState.read(run)
-    config = FinetuneConfig(**record["settings"])
-    meta = BackboneMeta(**record["backbone"])
+    if state is None:
+        log.info("%s stopped before its first epoch ended: training it again from the start",
+                 run.path)
+        return run_finetune(config, existing=run.path)
+    try:
+        meta = BackboneMeta(**record["backbone"])
+        transferred = bool(record["transferred"])
+    except (KeyError, TypeError) as exc:
+        raise RunDirError(f"{run / CONFIG_FILE} does not describe its backbone ({exc})") from None
     strategy = _start(config)
     with precision_policy(config.precision):
         with strategy.scope():
             model = build_backbone(meta.name, meta.image_size, None, meta.bn_momentum)
-        backbone = ResolvedBackbone(model, meta, transferred=record["transferred"])
+        backbone = ResolvedBackbone(model, meta, transferred=transferred)
         bundle = load_data(config.data, meta.image_size, val_fraction=config.val_fraction,
                            seed=config.seed, classes=config.classes, per_class=config.per_class)
         heads = [make_head(*parse_head(option), bundle.class_names)
@@ -271,9 +299,12 @@ def _fit_phases(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: Data
             state.phase_finished = False
             state.phase_starts[phase.name] = state.phase_start
         trainer.fit(phase, state.phase_start, restore_optimizer_state=continuing)
+        if trainer.nan_guard.reason:
+            break  # the best model on disk is the last finite one
         state.phase_finished = True
         checkpoint.save()
     elapsed = time.perf_counter() - started
+    trainer.nan_guard.require_kept_model(run / MODEL_FILE)
     remove_checkpoints(run)
     return FittedPhases(elapsed, best, history, state.phase_starts)
 
@@ -290,9 +321,7 @@ def _monitor(bundle: DataBundle, heads: list[Head], select: str) -> str | None:
 
 def _finish(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
             heads: list[Head], run: RunDir, fitted: FittedPhases) -> FinetuneResult:
-    import keras
-
-    best_model = keras.models.load_model(run / MODEL_FILE)
+    best_model = load_keras_model(run / MODEL_FILE)
     metrics = _evaluate_splits(best_model, bundle, config.batch_size, heads)
     metrics["best_epoch"] = (fitted.best.best_epoch or 0) + 1
     metrics["train_seconds"] = round(fitted.elapsed, 1)
@@ -318,6 +347,7 @@ class PhaseTrainer:
         self.replicas = strategy.num_replicas_in_sync
         self.own_loop = needs_own_loop(strategy)
         self.xla = use_xla(config.jit_compile, backbone.spec.params, self.replicas)
+        self.nan_guard = StopOnNaN()
         self._image_data = None
 
     def fit(self, phase: Phase, start: int, restore_optimizer_state: bool = False) -> None:
@@ -344,7 +374,7 @@ class PhaseTrainer:
                           steps_per_execution=self._steps_per_execution(), **self._objectives())
         self.history.phase = phase.name
         callbacks = [self.best, self.history, *([self.checkpoint] if self.checkpoint else []),
-                     StopOnNaN(),
+                     self.nan_guard,
                      keras.callbacks.TensorBoard(str(self.run / "logs"), write_graph=False)]
         if self.best.monitor:
             callbacks.append(keras.callbacks.EarlyStopping(
@@ -484,13 +514,18 @@ def _config_record(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: D
 
 
 def config_from_file(path: str | Path, **overrides) -> FinetuneConfig:
-    """The settings of an earlier run's ``config.json``, with ``overrides`` applied."""
+    """The settings of an earlier run's ``config.json`` (or a JSON object of settings), with
+    ``overrides`` applied; checked before anything is created."""
     import json
 
     try:
-        settings = json.loads(Path(path).read_text())["settings"]
-    except (OSError, ValueError, KeyError) as exc:
+        record = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise KerastlError(f"cannot read a kerastl config from {path}: {exc}") from None
-    settings.update({"name": None, "overwrite": False})
-    settings.update(overrides)
-    return FinetuneConfig(**settings)
+    job = record.get("job", "finetune") if isinstance(record, dict) else "finetune"
+    if job not in CLASSIFIER_JOBS:
+        raise KerastlError(f"{path} is the config of a {job} run, not of a classifier: "
+                           "repeat it with the command that trained it")
+    settings = record.get("settings", record) if isinstance(record, dict) else record
+    return from_settings(FinetuneConfig, settings, str(path),
+                         **{"name": None, "overwrite": False, **overrides})
