@@ -61,7 +61,7 @@ def test_bytes_signature_matches_keras_on_the_same_decode(saved, trained_run, se
     data = _jpeg_bytes(session_folder)
     serving = tf.saved_model.load(str(result.path)).signatures["serving_default"]
     outputs = serving(images=tf.constant([data, data]))
-    image = tf.io.decode_jpeg(data, channels=3)
+    image = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
     pixels = tf.image.resize(image, (32, 32), method="bilinear", antialias=True)[None]
     model = keras.models.load_model(trained_run / "model.keras")
     np.testing.assert_allclose(outputs["probabilities"].numpy()[0],
@@ -195,3 +195,76 @@ def test_onnx_export_matches_keras(trained_run, tmp_path):
     result = export_model(trained_run, "onnx", out=tmp_path, check_images=16)
     assert result.path.suffix == ".onnx" and result.path.exists()
     assert result.report["max_abs_diff"] < 1e-4 and result.report["top1_agreement"] == 1.0
+
+
+def _jpeg_with_orientation(pixels: np.ndarray, orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", exif=exif.tobytes(), quality=95)
+    return buffer.getvalue()
+
+
+def _rgba_png(seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (30, 40, 4), dtype=np.uint8)
+    pixels[:15, :, 3] = 0  # a transparent half over dark pixels: white in training
+    pixels[:15, :, :3] = 10
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGBA").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_serving_decode_applies_exif_orientation_exactly_as_training(orientation):
+    import tensorflow as tf
+
+    from kerastl.data.images import to_rgb_array
+    from kerastl.export.savedmodel import decode_image
+
+    pixels = np.random.default_rng(orientation).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    data = _jpeg_with_orientation(pixels, orientation)
+    served = decode_image(tf.constant(data)).numpy()
+    np.testing.assert_array_equal(served, to_rgb_array(Image.open(io.BytesIO(data))))
+
+
+def test_serving_decode_composites_transparency_on_white_as_training():
+    import tensorflow as tf
+
+    from kerastl.data.images import to_rgb_array
+    from kerastl.export.savedmodel import decode_image
+
+    data = _rgba_png()
+    served = decode_image(tf.constant(data)).numpy().astype(int)
+    trained = to_rgb_array(Image.open(io.BytesIO(data))).astype(int)
+    assert served[:15].min() == 255 and np.abs(served - trained).max() <= 1
+
+
+def test_served_probabilities_match_predict_for_rotated_and_transparent_images(tmp_path):
+    """A phone photo (EXIF-rotated JPEG) and an RGBA PNG give the same probabilities through
+    the SavedModel's bytes signature as through ``kerastl predict``; a position-sensitive
+    model makes a rotation or a black background change its answer."""
+    import tensorflow as tf
+
+    from kerastl.inference import predict
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255.0)(inputs))
+    outputs = keras.layers.Dense(4, activation="softmax",
+                                 kernel_initializer=keras.initializers.RandomNormal(0, 0.02))(x)
+    keras.Model(inputs, outputs).save(tmp_path / "position.keras")
+    exported = export_model(tmp_path / "position.keras", "savedmodel", out=tmp_path / "out")
+    serve = tf.saved_model.load(str(exported.path)).signatures["serving_default"]
+    stored = np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    files = {"rotated.jpg": _jpeg_with_orientation(stored, 6),
+             "upright.jpg": _jpeg_with_orientation(stored, 1), "rgba.png": _rgba_png()}
+    served = {}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        served[name] = serve(images=tf.constant([data]))["probabilities"].numpy()[0]
+        top = predict(tmp_path / "position.keras", [tmp_path / name], top_k=4)[0]["top"]
+        predicted = [next(t["probability"] for t in top if t["label"] == f"class_{i}")
+                     for i in range(4)]
+        np.testing.assert_allclose(served[name], predicted, atol=0.01, err_msg=name)
+    assert np.abs(served["rotated.jpg"] - served["upright.jpg"]).max() > 0.05  # it can fail

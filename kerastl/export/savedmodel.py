@@ -5,10 +5,11 @@ Signatures:
                        classes [N, k] (top-k indices), labels [N, k] (class names)
   ``predict_pixels``   pixels: float32 [N, H, W, 3] in 0-255 -> the same outputs
 
-Decoding happens in the graph: 3 channels, first frame, a pixel cap read from the
-file header before decoding, and an antialiased bilinear resize (Pillow's resize
-in ``kerastl predict`` is antialiased too; the two differ by rounding only).
-The SavedModel loads in a process that imports only TensorFlow.
+Decoding happens in the graph, the way training and ``kerastl predict`` decode with Pillow
+(:mod:`kerastl.data.images`): 3 channels, first frame, a JPEG's EXIF orientation applied
+(a phone photo is not served rotated), a PNG's transparency composited on white, a pixel cap
+read from the file header before decoding, and an antialiased bilinear resize (the two paths
+differ by rounding only). The SavedModel loads in a process that imports only TensorFlow.
 """
 
 from __future__ import annotations
@@ -53,9 +54,72 @@ def decode_image(data, max_pixels: int = MAX_PIXELS):
         encoded_pixel_count(data), tf.constant(max_pixels, tf.int64),
         message=f"image has more than {max_pixels} pixels")
     with tf.control_dependencies([check]):
-        image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+        image = tf.case([
+            (tf.equal(tf.strings.substr(data, 0, 4), b"\x89PNG"),
+             lambda: _on_white(tf.io.decode_png(data, channels=4))),
+            # Pillow's IDCT (ISLOW): the same pixels as training, not the fast default's
+            (tf.io.is_jpeg(data), lambda: exif_transpose(
+                tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+                exif_orientation(data))),
+        ], default=lambda: tf.io.decode_image(data, channels=3, expand_animations=False,
+                                              dtype=tf.uint8), exclusive=True)
     image.set_shape([None, None, 3])
     return image
+
+
+def _on_white(rgba):
+    """RGBA -> RGB composited on white, as Pillow's ``paste`` with the alpha mask does."""
+    tf = tensorflow()
+    alpha = tf.cast(rgba[..., 3:], tf.float32) / 255.0
+    rgb = tf.cast(rgba[..., :3], tf.float32) * alpha + 255.0 * (1.0 - alpha)
+    return tf.cast(tf.round(rgb), tf.uint8)
+
+
+#: EXIF orientation tag (0x0112, type SHORT, count 1) as an IFD entry begins, by byte order.
+_ORIENTATION_ENTRY = {"big": (0x01, 0x12, 0, 3, 0, 0, 0, 1, 0), "little": (0x12, 0x01, 3, 0, 1,
+                                                                            0, 0, 0)}
+
+
+def exif_orientation(data):
+    """The EXIF orientation (1-8) in a JPEG's first 64 KiB (where its APP1 segment lives), or 1.
+
+    Looks for the orientation entry of an IFD in either byte order rather than walking the
+    TIFF structure: the 8-9 byte pattern does not occur by chance in those bytes."""
+    tf = tensorflow()
+    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(data, 0, 65536), tf.uint8), tf.int32)
+    windows = tf.maximum(tf.shape(raw)[0] - 10, 0)
+
+    def byte(offset):
+        return raw[offset:offset + windows]
+
+    found = []
+    for order, value_at in (("big", 9), ("little", 8)):
+        pattern = _ORIENTATION_ENTRY[order]
+        match = tf.reduce_all(tf.stack([tf.equal(byte(i), b) for i, b in enumerate(pattern)]),
+                              axis=0)
+        value = byte(value_at)
+        found.append(tf.boolean_mask(value, match & (value >= 1) & (value <= 8)))
+    candidates = tf.concat(found, axis=0)
+    return tf.cond(tf.size(candidates) > 0, lambda: candidates[0], lambda: tf.constant(1))
+
+
+def exif_transpose(image, orientation):
+    """Apply an EXIF orientation as Pillow's ``ImageOps.exif_transpose`` does."""
+    tf = tensorflow()
+
+    def transpose(x):
+        return tf.transpose(x, [1, 0, 2])
+
+    return tf.switch_case(orientation - 1, [
+        lambda: image,                                        # 1: as stored
+        lambda: tf.image.flip_left_right(image),              # 2
+        lambda: tf.image.rot90(image, 2),                     # 3
+        lambda: tf.image.flip_up_down(image),                 # 4
+        lambda: transpose(image),                             # 5: transpose
+        lambda: tf.image.rot90(image, 3),                     # 6: 90 degrees clockwise
+        lambda: tf.image.rot90(transpose(image), 2),          # 7: transverse
+        lambda: tf.image.rot90(image, 1),                     # 8: 90 degrees anticlockwise
+    ])
 
 
 def decode_and_resize(data, size: tuple[int, int], max_pixels: int = MAX_PIXELS):
