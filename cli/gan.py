@@ -36,7 +36,10 @@ def gan_training_options(command):
                      help="auto (on below 1,000 images), none, or policies "
                           "'color,translation,cutout'."),
         click.option("--jit-compile/--no-jit-compile", default=False, help="XLA."),
-        click.option("--seed", type=int, default=0),
+        click.option("--seed", type=int, default=0, help="Seeds the weights, the latents, "
+                     "DiffAugment and the data order."),
+        click.option("--deterministic/--no-deterministic", default=True,
+                     help="TensorFlow op determinism: the same seed repeats a run exactly."),
         click.option("--runs-dir", type=click.Path(file_okay=False), default="runs"),
         click.option("--name", help="Run directory name [default: gan-dcganSIZE-TIME]."),
         click.option("--overwrite", is_flag=True, help="Replace an existing run directory."),

@@ -157,6 +157,16 @@ def test_a_model_trained_on_a_few_images_corrects_unseen_degraded_images(color_r
     assert json.loads((color_run / "config.json").read_text())["job"] == "edit-color"
 
 
+def test_the_colour_run_records_the_rate_schedule_it_trained_with(color_run):
+    import csv
+
+    config = json.loads((color_run / "config.json").read_text())
+    assert {phase["schedule"] for phase in config["phases"]} == {"constant"}
+    with (color_run / "history.csv").open() as handle:
+        rates = {float(row["learning_rate"]) for row in csv.DictReader(handle)}
+    assert rates == {config["phases"][0]["learning_rate"]}
+
+
 def test_full_resolution_correction_keeps_size_format_and_exif(color_run, tmp_path):
     from kerastl.edit.color_apply import correct_files
 
@@ -189,7 +199,7 @@ def test_strength_zero_leaves_the_pixels_and_alpha_as_they_were(color_run, tmp_p
 def test_a_classifier_run_is_refused_as_a_colour_model(trained_run):
     from kerastl.edit.color_apply import load_color_model
 
-    with pytest.raises(KerastlError, match="not a colour-correction model"):
+    with pytest.raises(KerastlError, match="finetune run, which kerastl edit color does not"):
         load_color_model(trained_run)
 
 

@@ -65,3 +65,18 @@ def test_style_transfer_files_and_cli(tmp_path: Path):
 def test_style_transfer_refuses_a_non_vgg_backbone():
     with pytest.raises(KerastlError, match="vgg16 or vgg19"):
         StyleSettings(backbone="resnet50")
+
+
+def test_a_portrait_photo_stored_sideways_keeps_its_upright_aspect(tmp_path: Path):
+    """A phone photo: landscape pixels with EXIF orientation 6 (portrait when shown)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stripes(48, 72, 6, [(200, 60, 60), (60, 200, 60)])).save(
+        tmp_path / "phone.jpg", exif=exif.tobytes())
+    Image.fromarray(stripes(30, 30, 4, [(20, 20, 160), (240, 240, 40)])).save(tmp_path / "s.png")
+    result = style_transfer(tmp_path / "phone.jpg", tmp_path / "s.png", tmp_path / "out.png",
+                            weights="none", size=36, steps=1, progress=False)
+    assert Image.open(result.output).size == (24, 36)  # upright: 24 wide, 36 tall
+    with pytest.raises(KerastlError, match="inputs"):
+        style_transfer(tmp_path / "phone.jpg", tmp_path / "s.png", tmp_path / "s.png",
+                       overwrite=True, weights="none", size=36, steps=1, progress=False)

@@ -240,3 +240,41 @@ def test_gan_resume_continues_from_the_saved_epoch_and_optimizer_state(tmp_path)
     assert (result.run_dir / "plots" / "samples_epoch_002.png").exists()
     again = CliRunner().invoke(cli, ["gan", "resume", str(result.run_dir)])
     assert again.exit_code == 1 and "finished already" in again.output
+
+
+def test_the_seed_repeats_a_gan_run_with_diffaugment_and_another_seed_changes_it(tmp_path):
+    from kerastl.gan.train import train_gan
+
+    def run(seed, name):
+        result = train_gan("sample", image_size=32, width=8, latent_dim=16, epochs=1,
+                           steps_per_epoch=3, batch_size=16, limit=64, seed=seed,
+                           runs_dir=str(tmp_path), name=name, verbose=0)
+        assert result.gan.policy  # 64 images: DiffAugment is on
+        return (result.run_dir / "history.csv").read_text(), result.gan.sample(8, seed=0)
+
+    first, again, other = run(3, "a"), run(3, "b"), run(4, "c")
+    assert first[0] == again[0]
+    np.testing.assert_array_equal(first[1], again[1])
+    assert first[0] != other[0]
+
+
+def test_training_latents_and_diffaugment_draw_from_the_runs_seed():
+    import keras
+
+    from kerastl.gan.dcgan import DCGAN
+    from kerastl.gan.diffaugment import diff_augment, parse_policy
+    from kerastl.gan.networks import build_discriminator, build_generator
+
+    generator, discriminator = build_generator(32, 1, 8, 8), build_discriminator(32, 1, 8)
+
+    def draws(seed):
+        gan = DCGAN(generator, discriminator, ema_decay=0, seed=seed)
+        images = np.zeros((4, 32, 32, 1), np.float32)
+        augmented = diff_augment(images, parse_policy("color,translation,cutout"),
+                                 keras.random.SeedGenerator(seed))
+        return np.asarray(gan._latents(4)), np.asarray(augmented)
+
+    same, again, other = draws(3), draws(3), draws(4)
+    for a, b, c in zip(same, again, other):
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c)

@@ -17,8 +17,8 @@ import numpy as np
 from kerastl._tf import tensorflow
 from kerastl.backbones import layer_groups
 from kerastl.data.bundle import DataBundle, load_images
-from kerastl.distribute import ScaleSettings, job_strategy, synchronize_batchnorm, \
-    worker_run_dir
+from kerastl.distribute import ScaleSettings, synchronize_batchnorm, worker_run_dir
+from kerastl.engine import start_run
 from kerastl.edit import color_ops
 from kerastl.edit.color_eval import evaluate_color
 from kerastl.edit.color_model import IMAGE, PARAMS, build_predictor, build_trainer, \
@@ -114,13 +114,8 @@ def train_color(data: str, **settings) -> ColorResult:
 
 
 def run_color(config: ColorConfig) -> ColorResult:
-    tf = tensorflow()
-    import keras
-
-    strategy = job_strategy(config, config.batch_size, ("lr", "finetune_lr"))
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(config.seed)
+    strategy = start_run(config, config.batch_size, ("lr", "finetune_lr"), config.seed,
+                         config.deterministic)
     with strategy.scope():
         backbone = resolve_backbone(config.backbone, config.weights, config.image_size)
     bundle = load_images(config.data, backbone.meta.image_size,
@@ -137,7 +132,7 @@ def _fit_phases(config: ColorConfig, backbone, bundle: DataBundle,
     phases = plan_phases(transfer=backbone.transferred, frozen_epochs=config.frozen_epochs,
                          finetune_epochs=config.finetune_epochs, lr=config.lr,
                          finetune_lr=config.finetune_lr, unfreeze=config.unfreeze,
-                         train_bn=False)
+                         train_bn=False, schedule="constant")  # what make_optimizer below does
     log.info("colour correction: %d training and %d validation images at %d px",
              len(bundle.train), len(bundle.val), backbone.meta.image_size)
     predictor = build_predictor(backbone)

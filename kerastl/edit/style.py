@@ -18,9 +18,9 @@ from PIL import Image
 
 from kerastl import backbones
 from kerastl._tf import tensorflow
-from kerastl.data.images import BadImage, load_image
+from kerastl.data.images import BadImage, load_image, resize_array
 from kerastl.errors import KerastlError, WeightsError
-from kerastl.runs import atomic_write
+from kerastl.runs import atomic_write, check_output_file
 from kerastl.transfer.model import pretrained_run_backbone
 
 STYLE_LAYERS = tuple(f"block{i}_conv1" for i in range(1, 6))
@@ -155,9 +155,7 @@ def style_transfer(content: str | Path, style: str | Path, out: str | Path, *,
     output keeps the content's aspect ratio at that size.
     """
     options = StyleSettings(**settings)
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise KerastlError(f"{out} exists: pass --overwrite to replace it")
+    out = check_output_file(out, overwrite, [content, style], "--out")
     content_pixels = _read(content, options.size)
     style_pixels = _read(style, options.size)
     result = stylize(content_pixels, style_pixels, options, progress)
@@ -169,14 +167,12 @@ def style_transfer(content: str | Path, style: str | Path, out: str | Path, *,
 
 
 def _read(path: str | Path, longer_side: int) -> np.ndarray:
+    """The image upright (EXIF orientation applied before sizing, so a portrait photo keeps
+    its aspect), resized so that its longer side is ``longer_side``."""
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (OSError, ValueError) as exc:
-        raise KerastlError(f"cannot read {path} as an image: {exc}") from None
-    scale = longer_side / max(width, height)
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    try:
-        return load_image(path, size)
+        pixels = load_image(path)
     except BadImage as bad:
         raise KerastlError(f"cannot read {path} as an image: {bad}") from None
+    height, width = pixels.shape[:2]
+    scale = longer_side / max(width, height)
+    return resize_array(pixels, (max(1, round(height * scale)), max(1, round(width * scale))))

@@ -41,7 +41,7 @@ class DCGAN(keras.Model):
     """
 
     def __init__(self, generator, discriminator, loss: str = "nonsaturating",
-                 ema_decay: float = 0.999, diffaugment: str = "", **kwargs):
+                 ema_decay: float = 0.999, diffaugment: str = "", seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         if loss not in LOSSES:
             raise KerastlError(f"the GAN loss is nonsaturating or hinge. Received: {loss!r}")
@@ -58,7 +58,8 @@ class DCGAN(keras.Model):
         self.loss_name = loss
         self.diffaugment = diffaugment or ""
         self.policy = parse_policy(self.diffaugment)
-        self.seed_generator = keras.random.SeedGenerator(0)
+        self.seed = int(seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)  # latents, DiffAugment
         self.d_optimizer = self.g_optimizer = None
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
@@ -136,7 +137,7 @@ class DCGAN(keras.Model):
         return keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
 
     def _augment(self, images):
-        return diff_augment(images, self.policy) if self.policy else images
+        return diff_augment(images, self.policy, self.seed_generator) if self.policy else images
 
     def _d_loss(self, real_logits, fake_logits):
         tf = tensorflow()
@@ -208,7 +209,7 @@ class DCGAN(keras.Model):
                 "generator": keras.saving.serialize_keras_object(self.generator),
                 "discriminator": keras.saving.serialize_keras_object(self.discriminator),
                 "loss": self.loss_name, "ema_decay": self.ema_decay,
-                "diffaugment": self.diffaugment}
+                "diffaugment": self.diffaugment, "seed": self.seed}
 
     @classmethod
     def from_config(cls, config):

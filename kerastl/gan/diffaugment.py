@@ -5,6 +5,8 @@ the generator's step, so the discriminator cannot memorise a few real images
 while gradients still reach the generator. Images are in [-1, 1], NHWC.
 Policies: ``color`` (brightness, saturation, contrast), ``translation`` (up to
 1/8 of the side, zero padded), ``cutout`` (a zeroed square of half the side).
+Random draws come from a ``keras.random.SeedGenerator`` (the GAN's own), so a seeded run
+repeats its augmentation.
 """
 
 from __future__ import annotations
@@ -26,33 +28,48 @@ def parse_policy(policy: str | None) -> tuple[str, ...]:
     return names
 
 
-def diff_augment(images, policy: tuple[str, ...]):
+def diff_augment(images, policy: tuple[str, ...], seed=None):
+    """``images`` through each policy in turn; ``seed`` is a ``keras.random.SeedGenerator``
+    (or an int), None for unseeded draws."""
     for name in policy:
-        images = _AUGMENTS[name](images)
+        images = _AUGMENTS[name](images, seed)
     return images
 
 
-def _per_image(images, low: float, high: float):
+def _per_image(images, low: float, high: float, seed):
+    import keras
+
     tf = tensorflow()
-    return tf.random.uniform([tf.shape(images)[0], 1, 1, 1], low, high, dtype=images.dtype)
+    return keras.random.uniform([tf.shape(images)[0], 1, 1, 1], low, high, dtype=images.dtype,
+                                seed=seed)
 
 
-def _color(images):
+def _integers(shape, low, high, seed):
+    """Whole numbers in [low, high) per image: ``keras.random.randint`` with tensor bounds."""
+    import keras
+
     tf = tensorflow()
-    images = images + _per_image(images, -0.5, 0.5)
+    unit = keras.random.uniform(shape, 0.0, 1.0, seed=seed)
+    span = tf.cast(high - low, tf.float32)
+    return low + tf.minimum(tf.cast(tf.floor(unit * span), tf.int32), high - low - 1)
+
+
+def _color(images, seed=None):
+    tf = tensorflow()
+    images = images + _per_image(images, -0.5, 0.5, seed)
     mean = tf.reduce_mean(images, axis=3, keepdims=True)
-    images = (images - mean) * _per_image(images, 0.0, 2.0) + mean
+    images = (images - mean) * _per_image(images, 0.0, 2.0, seed) + mean
     mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
-    return (images - mean) * _per_image(images, 0.5, 1.5) + mean
+    return (images - mean) * _per_image(images, 0.5, 1.5, seed) + mean
 
 
-def _translation(images, ratio: float = 0.125):
+def _translation(images, seed=None, ratio: float = 0.125):
     tf = tensorflow()
     batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
     shift_h = tf.cast(tf.cast(height, tf.float32) * ratio + 0.5, tf.int32)
     shift_w = tf.cast(tf.cast(width, tf.float32) * ratio + 0.5, tf.int32)
-    dy = tf.random.uniform([batch, 1], -shift_h, shift_h + 1, dtype=tf.int32)
-    dx = tf.random.uniform([batch, 1], -shift_w, shift_w + 1, dtype=tf.int32)
+    dy = _integers([batch, 1], -shift_h, shift_h + 1, seed)
+    dx = _integers([batch, 1], -shift_w, shift_w + 1, seed)
     rows = tf.clip_by_value(tf.range(height)[None] + dy + 1, 0, height + 1)
     cols = tf.clip_by_value(tf.range(width)[None] + dx + 1, 0, width + 1)
     padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
@@ -60,13 +77,13 @@ def _translation(images, ratio: float = 0.125):
     return tf.gather(shifted, cols, axis=2, batch_dims=1)
 
 
-def _cutout(images, ratio: float = 0.5):
+def _cutout(images, seed=None, ratio: float = 0.5):
     tf = tensorflow()
     batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
     cut_h = tf.cast(tf.cast(height, tf.float32) * ratio + 0.5, tf.int32)
     cut_w = tf.cast(tf.cast(width, tf.float32) * ratio + 0.5, tf.int32)
-    top = tf.random.uniform([batch, 1, 1], 0, height + (1 - cut_h % 2), dtype=tf.int32) - cut_h // 2
-    left = tf.random.uniform([batch, 1, 1], 0, width + (1 - cut_w % 2), dtype=tf.int32) - cut_w // 2
+    top = _integers([batch, 1, 1], 0, height + (1 - cut_h % 2), seed) - cut_h // 2
+    left = _integers([batch, 1, 1], 0, width + (1 - cut_w % 2), seed) - cut_w // 2
     rows = tf.range(height)[None, :, None]
     cols = tf.range(width)[None, None, :]
     inside = (rows >= top) & (rows < top + cut_h) & (cols >= left) & (cols < left + cut_w)

@@ -17,8 +17,8 @@ import numpy as np
 
 from kerastl._tf import keras_module, tensorflow
 from kerastl.data.bundle import load_images
-from kerastl.distribute import ScaleSettings, job_strategy, synchronize_batchnorm, \
-    worker_run_dir
+from kerastl.distribute import ScaleSettings, synchronize_batchnorm, worker_run_dir
+from kerastl.engine import start_run
 from kerastl.errors import KerastlError, RunDirError
 from kerastl.gan.dcgan import DCGAN, LOSSES
 from kerastl.gan.diffaugment import DEFAULT_POLICY
@@ -74,6 +74,7 @@ class GanConfig(ScaleSettings):
     d_from: str | None = None
     jit_compile: bool = False
     seed: int = 0
+    deterministic: bool = True
     runs_dir: str = "runs"
     name: str | None = None
     overwrite: bool = False
@@ -172,10 +173,8 @@ def resume_gan(run_dir: str | Path, epochs: int | None = None) -> GanResult:
 
 
 def _start(config: GanConfig):
-    """The strategy (before TensorFlow does anything else), then the seed."""
-    strategy = job_strategy(config, config.batch_size, ("d_lr", "g_lr"))
-    keras.utils.set_random_seed(config.seed)
-    return strategy
+    return start_run(config, config.batch_size, ("d_lr", "g_lr"), config.seed,
+                     config.deterministic)
 
 
 def _synchronize(gan: DCGAN) -> None:
@@ -241,7 +240,7 @@ def _build(config: GanConfig, source: DCGAN | None, size: int, channels: int,
     if config.freeze_d:
         log.info("FreezeD: %s frozen", ", ".join(freeze_blocks(discriminator, config.freeze_d)))
     gan = DCGAN(generator, discriminator, loss=config.loss, ema_decay=config.ema_decay,
-                diffaugment=",".join(policy))
+                diffaugment=",".join(policy), seed=config.seed)
     _synchronize(gan)
     if source is not None and source.ema_generator is not None and gan.ema_generator is not None:
         gan.ema_generator.set_weights(source.ema_generator.get_weights())

@@ -15,8 +15,8 @@ from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, BackboneMeta, build_
     layer_groups
 from kerastl.data import DataBundle, load_data, parse_classes
 from kerastl.data.pipeline import AUGMENTATIONS, make_dataset
-from kerastl.distribute import ScaleSettings, job_strategy, \
-    synchronize_batchnorm, worker_run_dir
+from kerastl.distribute import ScaleSettings, synchronize_batchnorm, worker_run_dir
+from kerastl.engine import start_run
 from kerastl.errors import KerastlError, RunDirError
 from kerastl.loop import fit, needs_own_loop
 from kerastl.report import plot_confusion, plot_history
@@ -238,16 +238,8 @@ def resume_finetune(run_dir: str | Path) -> FinetuneResult:
 
 
 def _start(config: FinetuneConfig):
-    """Seeds, determinism and the strategy: the strategy first of all, since a multi-worker
-    one must configure collectives before TensorFlow does anything else."""
-    tf = tensorflow()
-    import keras
-
-    strategy = job_strategy(config, config.batch_size, ("lr", "finetune_lr"))
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(config.seed)
-    return strategy
+    return start_run(config, config.batch_size, ("lr", "finetune_lr"), config.seed,
+                     config.deterministic)
 
 
 def _train(config: FinetuneConfig, strategy, backbone: ResolvedBackbone, bundle: DataBundle,
