@@ -141,11 +141,28 @@ def _keras_application(spec: BackboneSpec, image_size: int | None, weights: str 
     except Exception as exc:  # noqa: BLE001 - a failed download surfaces in many types
         if weights != "imagenet":
             raise
-        raise WeightsError(
-            f"could not get ImageNet weights for {spec.name} ({_first_line(exc)}). "
-            "Offline? Use --weights PATH (a weights file or a kerastl run), a run from "
-            "'kerastl pretrain', or --weights none") from None
+        if is_download_failure(exc):
+            raise WeightsError(
+                f"could not download ImageNet weights for {spec.name} ({_first_line(exc)}). "
+                "Offline? Use --weights PATH (a weights file or a kerastl run), a run from "
+                "'kerastl pretrain', or --weights none") from None
+        raise WeightsError(f"Keras could not build {spec.name} with ImageNet weights "
+                           f"({type(exc).__name__}: {_first_line(exc)}); a cached weights file "
+                           "under ~/.keras/models may be damaged: delete it to download it "
+                           "again") from None
     return keras.Model(model.input, model.output, name="backbone")
+
+
+def is_download_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` means a download did not happen (no network, refused, timed out):
+    ``keras.utils.get_file`` raises a plain ``Exception("URL fetch failure ...")``."""
+    import http.client
+    import socket
+    import urllib.error
+
+    network = (urllib.error.URLError, ConnectionError, TimeoutError, socket.gaierror,
+               http.client.HTTPException)
+    return isinstance(exc, network) or "URL fetch failure" in str(exc)
 
 
 def small_backbone(image_size: int = 32, widths: tuple[int, ...] = (16, 32, 64, 128)):

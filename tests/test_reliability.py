@@ -490,3 +490,33 @@ def test_a_signal_prints_the_run_and_the_resume_command(sig, code, word, tmp_pat
     assert f"{word}: continue it with: kerastl finetune --resume {run}" in err
     assert "Traceback" not in err
     assert "Epoch 1/30" in out  # the buffered epoch line is not lost
+
+
+# --- issue 19: bugs found by reading ----------------------------------------------------------
+
+def test_a_monitor_missing_from_the_logs_fails_at_the_first_epoch(tmp_path):
+    from kerastl.errors import TrainingError
+    from kerastl.runs import RunDir
+    from kerastl.transfer.callbacks import BestModelSaver
+
+    model = _tiny_model()
+    saver = BestModelSaver(RunDir(tmp_path), model, "val_acuracy")  # a typo
+    with pytest.raises(TrainingError, match="'val_acuracy' that picks the best epoch"):
+        model.fit(np.ones((8, 4), np.float32), np.zeros(8, np.int64), epochs=3, verbose=0,
+                  validation_data=(np.ones((4, 4), np.float32), np.zeros(4, np.int64)),
+                  callbacks=[saver])
+    assert len(model.history.history.get("loss", [])) <= 1
+
+
+def test_only_a_download_failure_is_reported_as_offline():
+    import urllib.error
+
+    from kerastl.backbones import build_backbone, is_download_failure
+    from kerastl.errors import WeightsError
+
+    assert is_download_failure(urllib.error.URLError("Name or service not known"))
+    assert is_download_failure(Exception("URL fetch failure on https://x: None -- [Errno -2]"))
+    assert not is_download_failure(ValueError("The input must have 3 channels"))
+    assert not is_download_failure(OSError("Unable to synchronously open file (truncated)"))
+    with pytest.raises(WeightsError, match="could not download ImageNet weights.*Offline"):
+        build_backbone("mobilenetv3small", 32, "imagenet")  # this machine has no internet

@@ -47,7 +47,10 @@ class BestModelSaver(keras.callbacks.Callback):
             self.run.save_model(self.target, MODEL_FILE)
             return
         value = (logs or {}).get(self.monitor)
-        if value is not None and self.sign * value >= self.best:
+        if value is None:
+            raise TrainingError(f"the figure {self.monitor!r} that picks the best epoch is not "
+                                f"among this run's figures ({', '.join(sorted(logs or {}))})")
+        if self.sign * value >= self.best:
             self.best, self.best_epoch = self.sign * float(value), epoch
             self.run.save_model(self.target, MODEL_FILE)
 
