@@ -7,8 +7,11 @@ inside the commands that train or load a model, so ``kerastl --help`` is instant
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+import threading
+import time
 
 import click
 
@@ -28,6 +31,7 @@ class KerastlGroup(click.Group):
     def invoke(self, ctx):
         set_current_run(None)
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        _start_signal_watchdog()
         try:
             return super().invoke(ctx)
         except KerastlError as error:
@@ -45,6 +49,42 @@ class KerastlGroup(click.Group):
 
 def _raise_terminated(signum, frame):
     raise Terminated()
+
+
+#: Seconds the main thread has, after SIGTERM or Ctrl-C, to end cleanly before the watchdog
+#: ends the process (it may be blocked inside TensorFlow, where Python handlers never run).
+SIGNAL_GRACE_SECONDS = 5.0
+_WATCHDOG: list[threading.Thread] = []
+_STANDALONE = False  # set by main(): kerastl is the process, not a guest in one
+
+
+def _start_signal_watchdog() -> None:
+    """Python runs a signal handler only when the main thread returns to the interpreter; a
+    thread blocked in TensorFlow (a collective waiting for a peer) never does, so SIGTERM
+    would no longer end the process. The C-level handler still writes the signal number to
+    the wakeup file descriptor: a daemon thread reads it and, if the process is still alive
+    after a grace period, prints the interrupt line and exits."""
+    if not _STANDALONE or _WATCHDOG:  # a host process (tests, notebooks) keeps its signals
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+
+    def watch():
+        while True:
+            received = os.read(read_end, 1)
+            if received and received[0] in (signal.SIGTERM, signal.SIGINT):
+                time.sleep(SIGNAL_GRACE_SECONDS)
+                terminated = received[0] == signal.SIGTERM
+                run = current_run()
+                word = "Terminated" if terminated else "Interrupted"
+                sys.stderr.write(f"{word}: " + (resume_hint(run) if run else
+                                                "nothing was written") + "\n")
+                sys.stderr.flush()
+                os._exit(143 if terminated else 130)
+
+    _WATCHDOG.append(threading.Thread(target=watch, name="kerastl-signals", daemon=True))
+    _WATCHDOG[0].start()
 
 
 def _fail(message: str) -> None:
@@ -87,6 +127,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 
 def main() -> None:
+    global _STANDALONE
+    _STANDALONE = True
     cli(prog_name="kerastl")
 
 

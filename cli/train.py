@@ -85,6 +85,14 @@ def training_options(command):
     return scale_options(command)
 
 
+def _make_devices(ctx, param, value):
+    """CPU devices named by --devices must exist before TensorFlow starts, which is now."""
+    from kerastl._tf import request_cpu_devices
+
+    request_cpu_devices(value)
+    return value
+
+
 def scale_options(command):
     """Where the job runs (every training command): ``tf.distribute`` strategy and devices."""
     for option in reversed([
@@ -92,8 +100,9 @@ def scale_options(command):
                      help="tf.distribute strategy. auto: mirrored over 2+ GPUs, else one "
                           "device. multiworker reads TF_CONFIG (run the same command on "
                           "every machine)."),
-        click.option("--devices", help="Devices for mirrored, e.g. gpu:0,gpu:1 [default: "
-                     "every GPU]."),
+        click.option("--devices", callback=_make_devices,
+                     help="Devices for mirrored, e.g. gpu:0,gpu:1 [default: every GPU]; "
+                          "cpu:0,cpu:1 splits the CPU in two (for trying multi-device runs)."),
         click.option("--scale-lr", is_flag=True, help="Multiply the learning rates by the "
                      "number of replicas (the batch size given is global)."),
     ]):

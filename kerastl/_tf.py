@@ -15,8 +15,14 @@ def quiet_tensorflow() -> None:
     warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
 
 
+#: Logical CPU devices to make when TensorFlow starts (``--devices cpu:0,cpu:1`` sets it):
+#: TensorFlow fixes its devices at its first op, so they cannot be added later.
+CPU_DEVICES_VARIABLE = "KERASTL_CPU_DEVICES"
+
+
 def tensorflow():
-    """Return the ``tensorflow`` module, imported with its log noise off."""
+    """Return the ``tensorflow`` module, imported with its log noise off (and as many logical
+    CPU devices as ``KERASTL_CPU_DEVICES`` asks for)."""
     quiet_tensorflow()
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
@@ -24,6 +30,7 @@ def tensorflow():
         import tensorflow as tf
         import keras  # noqa: F401 - its import also logs through absl
 
+        _make_cpu_devices(tf)
         if not os.environ.get("TF_CONFIG"):  # a multi-worker process must configure
             tf.constant(0)  # collectives first; else the CPU notice comes with the first op
 
@@ -35,6 +42,29 @@ def tensorflow():
     except ImportError:  # pragma: no cover - absl ships with tensorflow
         pass
     return tf
+
+
+def _make_cpu_devices(tf) -> None:
+    try:
+        count = int(os.environ.get(CPU_DEVICES_VARIABLE) or 1)
+    except ValueError:
+        count = 1
+    if count > 1:
+        try:
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+        except RuntimeError:  # TensorFlow already started: make_strategy says so
+            pass
+
+
+def request_cpu_devices(devices: str | None) -> None:
+    """Before TensorFlow starts: make the logical CPU devices ``devices`` names
+    (``"cpu:0,cpu:1"`` -> 2). Without them, ``cpu:1`` does not exist."""
+    indices = [int(part.split(":")[-1]) for part in (devices or "").lower().split(",")
+               if part.strip().lstrip("/").startswith("cpu:") and part.split(":")[-1].isdigit()]
+    if indices and max(indices) > 0:
+        os.environ[CPU_DEVICES_VARIABLE] = str(max(indices) + 1)
 
 
 @contextlib.contextmanager

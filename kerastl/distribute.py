@@ -37,7 +37,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from kerastl._tf import tensorflow
+from kerastl._tf import CPU_DEVICES_VARIABLE, tensorflow
 from kerastl.errors import KerastlError
 from kerastl.runs import RunDir
 
@@ -102,10 +102,28 @@ def make_strategy(name: str = "auto", devices: str | None = None):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
+        _check_devices_exist(device_names)
         return tf.distribute.MirroredStrategy(devices=device_names)
     if name == "multiworker":
         return _multiworker_strategy()
     return _tpu_strategy()
+
+
+def _check_devices_exist(device_names: list[str] | None) -> None:
+    """``MirroredStrategy`` takes a device that does not exist, and its replicas then wait on
+    each other forever: refuse it. Logical CPU devices must exist before TensorFlow starts
+    (the kerastl command makes those ``--devices`` names; a Python caller sets
+    ``KERASTL_CPU_DEVICES`` or calls :func:`kerastl._tf.request_cpu_devices` first)."""
+    tf = tensorflow()
+    known = {device.name.lower().replace("device:", "")
+             for device in tf.config.list_logical_devices()}
+    missing = [name for name in device_names or []
+               if name.lower().replace("device:", "") not in known]
+    if missing:
+        raise KerastlError(f"no device {', '.join(missing)} in this process (it has "
+                           f"{', '.join(sorted(known))}). CPU devices beyond cpu:0 must be made "
+                           f"before TensorFlow starts: the kerastl command does so for "
+                           f"--devices; from Python, set {CPU_DEVICES_VARIABLE}=N first")
 
 
 _MULTIWORKER: list = []

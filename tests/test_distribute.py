@@ -26,6 +26,32 @@ def test_strategy_names_and_devices():
     assert per_replica_batch(default, 32) == 32
 
 
+def test_a_device_that_does_not_exist_is_refused_not_waited_on():
+    """MirroredStrategy accepts a missing device; its replicas then wait on each other."""
+    with pytest.raises(KerastlError, match="no device /cpu:7 in this process"):
+        make_strategy("mirrored", "cpu:0,cpu:7")
+
+
+def test_mirrored_over_cpu_devices_from_the_command_line_finishes(tmp_path):
+    """Issue 19's hang, in its exact shape: the CLI makes the two CPU devices it is asked for
+    (cpu:1 did not exist, so both replicas shared cpu:0 and a collective waited forever), and
+    6 validation images with a global batch of 8 still validate (a partial batch)."""
+    from tests.conftest import write_class_folder
+
+    data = write_class_folder(tmp_path / "images", per_class=12)
+    command = [sys.executable, "-m", "kerastl_cli", "finetune", str(data), "--backbone",
+               "mobilenetv3small", "--weights", "none", "--image-size", "32",
+               "--frozen-epochs", "1", "--finetune-epochs", "1", "--batch-size", "8",
+               "--strategy", "mirrored", "--devices", "cpu:0,cpu:1", "--runs-dir",
+               str(tmp_path / "runs"), "--name", "mirrored"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "MirroredStrategy with 2 replica(s)" in done.stderr
+    metrics = json.loads((tmp_path / "runs" / "mirrored" / "metrics.json").read_text())
+    assert metrics["val"]["n"] == 6
+
+
 def run_helper(*args: str) -> dict:
     """The helper in a fresh process (logical devices before TensorFlow starts), with a
     timeout so that a stuck collective cannot hang the suite."""

@@ -492,6 +492,36 @@ def test_a_signal_prints_the_run_and_the_resume_command(sig, code, word, tmp_pat
     assert "Epoch 1/30" in out  # the buffered epoch line is not lost
 
 
+def test_sigterm_ends_a_command_blocked_inside_tensorflow():
+    """Python signal handlers run only between bytecodes: a main thread blocked in a
+    TensorFlow op (as a collective waiting for a dead peer is) would ignore SIGTERM; the
+    watchdog ends the process after its grace period."""
+    script = (
+        "import sys\n"
+        "import tensorflow as tf\n"
+        "from kerastl_cli.main import cli, main\n"
+        "@cli.command('block')\n"
+        "def block():\n"
+        "    print('blocking', flush=True)\n"
+        "    tf.queue.FIFOQueue(1, tf.int32).dequeue()  # waits forever, in C++\n"
+        "sys.argv = ['kerastl', 'block']\n"
+        "main()\n")
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        assert process.stdout.readline().strip() == "blocking"
+        time.sleep(0.5)
+        started = time.time()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143 and "Terminated: nothing was written" in err
+    assert time.time() - started < 30
+
+
 # --- issue 19: bugs found by reading ----------------------------------------------------------
 
 def test_a_monitor_missing_from_the_logs_fails_at_the_first_epoch(tmp_path):

@@ -408,6 +408,9 @@ class PhaseTrainer:
                 "metrics": {n: ["accuracy"] for n in names}}
 
     def _image_datasets(self):
+        """Training batches are whole under several replicas (each replica gets its share);
+        validation batches may be partial, except in kerastl's own multi-worker loop, where
+        every worker must run the same number of collective steps."""
         if self._image_data is None:
             config = self.config
             maps = lookups(self.heads) if self.heads else None
@@ -416,7 +419,7 @@ class PhaseTrainer:
                                  cutmix=config.cutmix, one_hot=self.one_hot, label_maps=maps,
                                  drop_remainder=self.replicas > 1)
             val = make_dataset(self.bundle.val, config.batch_size, one_hot=self.one_hot,
-                               label_maps=maps, drop_remainder=self.replicas > 1) \
+                               label_maps=maps, drop_remainder=self.own_loop) \
                 if len(self.bundle.val) else None
             self._image_data = (train, val)
         return self._image_data
@@ -426,7 +429,7 @@ class PhaseTrainer:
         size = self.config.batch_size
         train = features_of(extractor, self.bundle.train, size)
         val = make_dataset(features_of(extractor, self.bundle.val, size), size,
-                           one_hot=self.one_hot, drop_remainder=self.replicas > 1) \
+                           one_hot=self.one_hot, drop_remainder=self.own_loop) \
             if len(self.bundle.val) else None
         return (head, make_dataset(train, size, training=True, seed=self.config.seed,
                                    one_hot=self.one_hot, drop_remainder=self.replicas > 1), val)
