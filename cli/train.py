@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import click
 
-from kerastl.backbones import REGISTRY
+from kerastl.backbones import REGISTRY, get_spec
+from kerastl.errors import KerastlError
 from kerastl.data.pipeline import AUGMENTATIONS
 from kerastl.distribute import STRATEGIES
 from kerastl.transfer.schedule import RECIPES
@@ -13,7 +14,26 @@ from kerastl.quickstart import DEFAULTS as QUICKSTART
 from kerastl_cli.main import cli
 from kerastl_cli.output import print_table
 
-BACKBONE_CHOICE = click.Choice(sorted(REGISTRY), case_sensitive=False)
+
+class BackboneName(click.ParamType):
+    """A registered backbone, under its registry name or the spelling of
+    ``keras.applications`` (``InceptionV3``, ``inception_v3``, ``mobilenet_v3_small``)."""
+
+    name = "backbone"
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "[" + "|".join(REGISTRY) + "]"
+
+    def convert(self, value, param, ctx):
+        if value is None:
+            return None
+        try:
+            return get_spec(value).name
+        except KerastlError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+BACKBONE_CHOICE = BackboneName()
 #: A learning rate: a number above 0.
 RATE = click.FloatRange(min=0, min_open=True)
 

@@ -1,6 +1,7 @@
 """Data specs: folders, bad files, splits, class selection, Fashion-MNIST, sample."""
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,11 +65,17 @@ def test_a_streamed_folder_gives_the_pixels_of_the_in_memory_one(image_folder, m
     assert streamed.train.images.shape == in_memory.train.images.shape
     np.testing.assert_array_equal(np.asarray(streamed.train.images), in_memory.train.images)
     np.testing.assert_array_equal(streamed.val.labels, in_memory.val.labels)
-    assert streamed.train.fingerprint() == streamed.train.fingerprint()
+    again = load_data(str(image_folder), 24, val_fraction=0.25, seed=3)  # streamed again
+    before = streamed.train.fingerprint()
+    assert before == again.train.fingerprint()
     for (a, la), (b, lb) in zip(make_dataset(streamed.train, 5, training=True, seed=1),
                                 make_dataset(in_memory.train, 5, training=True, seed=1)):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
         np.testing.assert_array_equal(la.numpy(), lb.numpy())
+    changed = Path(streamed.train.images.paths[0])
+    Image.open(changed).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(changed)
+    after = load_data(str(image_folder), 24, val_fraction=0.25, seed=3)
+    assert after.train.fingerprint() != before  # one changed file shows
 
 
 def test_pre_split_folder_is_respected(tmp_path):

@@ -1,1 +1,18 @@
 """Editing models built by transfer: learned colour adjustment and style transfer."""
+
+import importlib
+
+#: Imported on first use: ``kerastl.edit.color_ops`` and friends stay cheap to import.
+_LAZY = {
+    "train_color": "kerastl.edit.color_train", "ColorConfig": "kerastl.edit.color_train",
+    "ColorResult": "kerastl.edit.color_train", "correct_files": "kerastl.edit.color_apply",
+    "load_color_model": "kerastl.edit.color_apply", "style_transfer": "kerastl.edit.style",
+    "stylize": "kerastl.edit.style", "StyleSettings": "kerastl.edit.style",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'kerastl.edit' has no attribute {name!r}")
