@@ -4,6 +4,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -45,6 +46,35 @@ def test_versions_increment_and_collisions_are_refused(saved, trained_run):
     assert second.version == 2
     with pytest.raises(KerastlError, match="version 1 of colours already exists"):
         export_model(trained_run, "savedmodel", out=out, name="colours", version=1)
+
+
+def test_concurrent_exports_never_take_the_same_version(tmp_path):
+    """The version is reserved when it is chosen, before the (slow) export writes it."""
+    import concurrent.futures
+
+    from kerastl.export.layout import choose_version
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        versions = list(pool.map(lambda _: choose_version(tmp_path / "m", None), range(16)))
+    assert sorted(versions) == list(range(1, 17))
+    assert choose_version(tmp_path / "m", None) == 17
+    with pytest.raises(KerastlError, match="version 3 of m already exists"):
+        choose_version(tmp_path / "m", 3)
+
+
+def test_export_checks_a_bare_model_file_on_data_given_with_data(trained_run, session_folder,
+                                                                  tmp_path):
+    import shutil
+
+    bare = Path(shutil.copy(trained_run / "model.keras", tmp_path / "bare.keras"))
+    shutil.copy(trained_run / "labels.txt", tmp_path / "labels.txt")  # no config: no run data
+    with_data = export_model(bare, "tflite", out=tmp_path / "out", data=str(session_folder),
+                             check_images=12)
+    assert with_data.report["check_images_from"].startswith(str(session_folder))
+    assert with_data.report["check_images"] == 12 and with_data.report["top1_agreement"] > 0.9
+    without = export_model(bare, "tflite", out=tmp_path / "out")
+    assert without.report["check_images_from"].startswith("random pixels")
+    assert without.version == with_data.version + 1
 
 
 def _jpeg_bytes(session_folder) -> bytes:

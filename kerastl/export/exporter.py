@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import io
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,8 @@ from kerastl.export.tflite import QUANTIZATIONS, convert
 from kerastl.inference import Classifier, load_classifier
 from kerastl.runs import CLASSIFIER_JOBS, COLOR_JOB, METRICS_FILE, atomic_write, \
     atomic_write_text, check_name, require_job
+
+log = logging.getLogger("kerastl")
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 REPORT_FILE = "export_report.json"
@@ -124,6 +127,8 @@ class ModelSource:
             split = "val" if "val" in splits else next(iter(splits))
             images = splits[split].images[:n].astype(np.float32)
             return images, f"{self.data or self.config['settings']['data']} ({split})"
+        log.warning("the run's data is not at hand: the export is checked on random pixels, "
+                    "which say little about agreement on real images (pass --data)")
         rng = np.random.default_rng(0)
         height, width = self.classifier.image_size
         return rng.uniform(0, 255, (min(n, 16), height, width, 3)).astype(np.float32), \

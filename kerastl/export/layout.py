@@ -1,9 +1,11 @@
 """Where exports go: ``saved_models/<name>/<version>/`` with integer versions.
 
 Each export takes the next integer version of its name (what TF Serving scans
-for); a SavedModel is built in a hidden temporary folder and renamed into place,
-so a server never sees half a version. TFLite and ONNX files sit beside the
-version folders as ``<name>-v<version>[-<quantization>].<ext>``, with ``labels.txt``.
+for), reserved by creating a hidden ``.version-N`` file exclusively, so two exports
+running at once never take the same number; a SavedModel is built in a hidden
+temporary folder and renamed into place, so a server never sees half a version.
+TFLite and ONNX files sit beside the version folders as
+``<name>-v<version>[-<quantization>].<ext>``, with ``labels.txt``.
 """
 
 from __future__ import annotations
@@ -21,27 +23,43 @@ from kerastl.runs import atomic_write_text
 _VERSIONED_FILE = re.compile(r"-v(\d+)(?:-[a-z0-9]+)?\.(?:tflite|onnx)$")
 
 
+_RESERVED = re.compile(r"^\.version-(\d+)$")
+
+
 def existing_versions(model_dir: Path) -> set[int]:
-    """Versions already used by folders or files under ``model_dir``."""
+    """Versions already used (or reserved) by folders or files under ``model_dir``."""
     if not model_dir.is_dir():
         return set()
     versions = {int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()}
     versions |= {int(m.group(1)) for p in model_dir.iterdir()
-                 if (m := _VERSIONED_FILE.search(p.name))}
+                 if (m := _VERSIONED_FILE.search(p.name) or _RESERVED.match(p.name))}
     return versions
 
 
 def choose_version(model_dir: Path, requested: int | None) -> int:
-    """``requested``, if free; else the next integer after the highest in use."""
-    used = existing_versions(model_dir)
-    if requested is None:
-        return max(used, default=0) + 1
-    if requested < 1:
+    """``requested``, if free; else the next integer after the highest in use. The version is
+    reserved before it is returned (see the module docstring)."""
+    if requested is not None and requested < 1:
         raise KerastlError(f"--version must be a positive integer. Received: {requested}")
-    if requested in used:
-        raise KerastlError(f"version {requested} of {model_dir.name} already exists in "
-                           f"{model_dir.parent}: pick another --version or leave it out")
-    return requested
+    model_dir.mkdir(parents=True, exist_ok=True)
+    while True:
+        used = existing_versions(model_dir)
+        version = requested if requested is not None else max(used, default=0) + 1
+        if version not in used and _reserve(model_dir, version):
+            return version
+        if requested is not None:
+            raise KerastlError(f"version {requested} of {model_dir.name} already exists in "
+                               f"{model_dir.parent}: pick another --version or leave it out")
+
+
+def _reserve(model_dir: Path, version: int) -> bool:
+    """Create ``.version-N`` exclusively: True if this process got it."""
+    try:
+        os.close(os.open(model_dir / f".version-{version}", os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+                         0o644))
+    except FileExistsError:
+        return False
+    return True
 
 
 @contextmanager

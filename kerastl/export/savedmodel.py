@@ -76,8 +76,8 @@ def _on_white(rgba):
 
 
 #: EXIF orientation tag (0x0112, type SHORT, count 1) as an IFD entry begins, by byte order.
-_ORIENTATION_ENTRY = {"big": (0x01, 0x12, 0, 3, 0, 0, 0, 1, 0), "little": (0x12, 0x01, 3, 0, 1,
-                                                                            0, 0, 0)}
+_ORIENTATION_ENTRY = {"big": (0x01, 0x12, 0, 3, 0, 0, 0, 1, 0),
+                      "little": (0x12, 0x01, 3, 0, 1, 0, 0, 0)}
 
 
 def exif_orientation(data):
