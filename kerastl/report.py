@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from kerastl.runs import staged_file
 
 
 def _pyplot():
@@ -19,9 +20,8 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with staged_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     return path
 
 
@@ -112,9 +112,8 @@ def save_image_grid(rows: Sequence[Sequence[np.ndarray]], path: Path, *, cell: i
             draw.text((c * cell + 4, 2), str(title), fill="black")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    grid.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with staged_file(path) as tmp:
+        grid.save(tmp, format="PNG")
     return path
 
 

@@ -224,19 +224,31 @@ def _umask() -> int:
 
 
 def atomic_save_model(model, path: Path) -> Path:
-    """``model.save`` writes in place: save to a unique ``.NAME.*.tmp.keras`` beside ``path``
-    (Keras wants the suffix), flush it to disk, rename it into place."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.",
-                                    suffix=".tmp.keras")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    """``model.save`` writes in place: save to a staged ``.tmp.keras`` name, then rename."""
+    with staged_file(path, ".keras") as tmp:
         model.save(tmp)
+    return path
+
+
+@contextlib.contextmanager
+def staged_file(path: Path, suffix: str | None = None):
+    """A unique temporary name beside ``path``, for writers that write in place (Keras,
+    matplotlib, Pillow): it ends in ``suffix`` (default: ``path``'s), since such writers read
+    the format from it. When the block ends well the file is flushed to disk and renamed to
+    ``path``; otherwise it is removed. Unique names keep concurrent processes apart."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.",
+                                suffix=".tmp" + (suffix if suffix is not None else path.suffix))
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+        yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path
 
 
 def _fsync(path: Path) -> None:

@@ -23,7 +23,7 @@ from kerastl.export.parity import parity_report
 from kerastl.export.tflite import QUANTIZATIONS, convert
 from kerastl.inference import Classifier, load_classifier
 from kerastl.runs import CLASSIFIER_JOBS, COLOR_JOB, METRICS_FILE, atomic_write, \
-    atomic_write_text, check_name, require_job
+    atomic_write_text, check_name, require_job, staged_file
 
 log = logging.getLogger("kerastl")
 
@@ -227,18 +227,14 @@ def _export_onnx(source: ModelSource, model_dir: Path, name: str, version: int,
         raise KerastlError("ONNX export needs the onnx extra: pip install 'kerastl[onnx]'") \
             from None
     path = model_dir / f"{name}-v{version}.onnx"
-    tmp = path.with_name(f".{path.name}.tmp.onnx")
-    model_dir.mkdir(parents=True, exist_ok=True)
     model = source.classifier.keras_model
     model(pixels[:1])  # Keras' ONNX export refuses a loaded model that was never called
     try:
-        model.export(str(tmp), format="onnx", verbose=False)
-        tmp.replace(path)
+        with staged_file(path) as tmp:
+            model.export(str(tmp), format="onnx", verbose=False)
     except Exception as exc:  # noqa: BLE001 - the converter fails in many ways
         raise KerastlError(f"ONNX export failed for this model: {str(exc).splitlines()[0]}") \
             from None
-    finally:
-        tmp.unlink(missing_ok=True)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
     report = parity_report(source.classifier.predict_batch,

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from kerastl._tf import keras_module
 from kerastl.errors import RunDirError
-from kerastl.runs import RunDir, atomic_write, atomic_write_text
+from kerastl.runs import RunDir, atomic_write, atomic_write_text, staged_file
 
 keras = keras_module()
 
@@ -70,9 +69,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def save(self) -> None:
         epoch = self.state.epochs_done
         weights = self.folder / f"epoch_{epoch:03d}.weights.h5"
-        tmp = self.folder / f".epoch_{epoch:03d}.tmp.weights.h5"  # Keras wants the suffix
-        self.classifier.save_weights(tmp)
-        os.replace(tmp, weights)
+        with staged_file(weights, ".weights.h5") as tmp:  # Keras wants the suffix
+            self.classifier.save_weights(tmp)
         variables = {str(i): v.numpy() for i, v in enumerate(self.model.optimizer.variables)}
         atomic_write(self.folder / f"epoch_{epoch:03d}.optimizer.npz", _npz(variables))
         self.state.best, self.state.best_epoch = self.best.best, self.best.best_epoch
