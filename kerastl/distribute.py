@@ -183,6 +183,27 @@ def per_replica_batch(strategy, global_batch: int) -> int:
     return global_batch // replicas
 
 
+def validation_batch(replicas: int, global_batch: int, images: int) -> int:
+    """The global batch for validation under ``replicas``: whole batches only (a replica
+    with an empty share breaks synchronized BatchNorm), no larger than the validation set,
+    so that a few validation images still validate. At most ``replicas - 1`` images (or the
+    remainder of the last batch) go unused during training; the final evaluation, on one
+    device, sees every image."""
+    if replicas <= 1:
+        return global_batch
+    batch = min(global_batch, (images // replicas) * replicas)
+    if batch == 0:
+        raise KerastlError(f"{images} validation image(s) cannot be shared by {replicas} "
+                           "replicas: use more validation images (--val-fraction) or fewer "
+                           "devices")
+    unused = images % batch
+    if unused:
+        log.info("validation under %d replicas: %d of %d images per epoch (whole batches of "
+                 "%d); the final evaluation uses all of them", replicas, images - unused, images,
+                 batch)
+    return batch
+
+
 def describe(strategy, global_batch: int) -> str:
     replicas = strategy.num_replicas_in_sync
     return (f"{type(strategy).__name__} with {replicas} replica(s): global batch "

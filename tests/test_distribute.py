@@ -26,6 +26,15 @@ def test_strategy_names_and_devices():
     assert per_replica_batch(default, 32) == 32
 
 
+def test_validation_batches_are_whole_and_fit_a_small_validation_set():
+    from kerastl.distribute import validation_batch
+
+    assert validation_batch(1, 8, 6) == 8  # one device: partial batches are fine
+    assert [validation_batch(2, 8, n) for n in (6, 7, 30)] == [6, 6, 8]
+    with pytest.raises(KerastlError, match="cannot be shared by 2 replicas"):
+        validation_batch(2, 8, 1)
+
+
 def test_a_device_that_does_not_exist_is_refused_not_waited_on():
     """MirroredStrategy accepts a missing device; its replicas then wait on each other."""
     with pytest.raises(KerastlError, match="no device /cpu:7 in this process"):

@@ -17,13 +17,14 @@ import numpy as np
 from kerastl._tf import tensorflow
 from kerastl.backbones import layer_groups
 from kerastl.data.bundle import DataBundle, load_images
-from kerastl.distribute import ScaleSettings, synchronize_batchnorm, worker_run_dir
+from kerastl.distribute import ScaleSettings, synchronize_batchnorm, validation_batch, \
+    worker_run_dir
 from kerastl.engine import start_run
 from kerastl.edit import color_ops
 from kerastl.edit.color_eval import evaluate_color
 from kerastl.edit.color_model import IMAGE, PARAMS, build_predictor, build_trainer, \
     lab_l1_loss, normalized_param_loss
-from kerastl.loop import fit, needs_own_loop
+from kerastl.loop import fit
 from kerastl.report import plot_history, save_image_grid
 from kerastl.settings import check_range, check_types
 from kerastl.runs import COLOR_JOB, CONFIG_FILE, METRICS_FILE, MODEL_FILE, RunDir, \
@@ -137,17 +138,18 @@ def _fit_phases(config: ColorConfig, backbone, bundle: DataBundle,
              len(bundle.train), len(bundle.val), backbone.meta.image_size)
     predictor = build_predictor(backbone)
     trainer = build_trainer(predictor)
-    strategy = tensorflow().distribute.get_strategy()
-    replicas = strategy.num_replicas_in_sync
+    replicas = tensorflow().distribute.get_strategy().num_replicas_in_sync
     if replicas > 1:
         synchronize_batchnorm(predictor)
     run.write_json(CONFIG_FILE, _config_record(config, backbone, bundle, phases))
     train_ds = degraded_dataset(bundle.train.images, config.batch_size, seed=config.seed,
                                 copies=config.copies, strength=config.strength,
                                 drop_remainder=replicas > 1)
-    val_ds = fixed_degraded_dataset(bundle.val.images, config.batch_size, seed=config.seed + 1,
-                                    strength=config.strength,
-                                    drop_remainder=needs_own_loop(strategy))
+    val_ds = fixed_degraded_dataset(bundle.val.images,
+                                    validation_batch(replicas, config.batch_size,
+                                                     len(bundle.val)),
+                                    seed=config.seed + 1, strength=config.strength,
+                                    drop_remainder=replicas > 1)
     history, best = HistoryWriter(run), BestModelSaver(run, predictor, "val_loss", mode="min")
     groups = layer_groups(backbone.model, backbone.spec)
     phase_starts, started, nan_guard = {}, time.perf_counter(), StopOnNaN()

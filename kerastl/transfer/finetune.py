@@ -15,7 +15,8 @@ from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, BackboneMeta, build_
     layer_groups
 from kerastl.data import DataBundle, load_data, parse_classes
 from kerastl.data.pipeline import AUGMENTATIONS, make_dataset
-from kerastl.distribute import ScaleSettings, synchronize_batchnorm, worker_run_dir
+from kerastl.distribute import ScaleSettings, synchronize_batchnorm, validation_batch, \
+    worker_run_dir
 from kerastl.engine import start_run
 from kerastl.errors import KerastlError, RunDirError
 from kerastl.loop import fit, needs_own_loop
@@ -408,9 +409,7 @@ class PhaseTrainer:
                 "metrics": {n: ["accuracy"] for n in names}}
 
     def _image_datasets(self):
-        """Training batches are whole under several replicas (each replica gets its share);
-        validation batches may be partial, except in kerastl's own multi-worker loop, where
-        every worker must run the same number of collective steps."""
+        """Batches are whole under several replicas (see :func:`validation_batch`)."""
         if self._image_data is None:
             config = self.config
             maps = lookups(self.heads) if self.heads else None
@@ -418,8 +417,8 @@ class PhaseTrainer:
                                  seed=config.seed, augment=config.augment, mixup=config.mixup,
                                  cutmix=config.cutmix, one_hot=self.one_hot, label_maps=maps,
                                  drop_remainder=self.replicas > 1)
-            val = make_dataset(self.bundle.val, config.batch_size, one_hot=self.one_hot,
-                               label_maps=maps, drop_remainder=self.own_loop) \
+            val = make_dataset(self.bundle.val, self._val_batch(), one_hot=self.one_hot,
+                               label_maps=maps, drop_remainder=self.replicas > 1) \
                 if len(self.bundle.val) else None
             self._image_data = (train, val)
         return self._image_data
@@ -428,11 +427,14 @@ class PhaseTrainer:
         extractor, head = split_at_features(self.model)
         size = self.config.batch_size
         train = features_of(extractor, self.bundle.train, size)
-        val = make_dataset(features_of(extractor, self.bundle.val, size), size,
-                           one_hot=self.one_hot, drop_remainder=self.own_loop) \
+        val = make_dataset(features_of(extractor, self.bundle.val, size), self._val_batch(),
+                           one_hot=self.one_hot, drop_remainder=self.replicas > 1) \
             if len(self.bundle.val) else None
         return (head, make_dataset(train, size, training=True, seed=self.config.seed,
                                    one_hot=self.one_hot, drop_remainder=self.replicas > 1), val)
+
+    def _val_batch(self) -> int:
+        return validation_batch(self.replicas, self.config.batch_size, len(self.bundle.val))
 
     def _class_weight(self) -> dict[int, float] | None:
         if self.config.class_weight != "balanced":
