@@ -39,14 +39,17 @@ class Classifier:
         mean of the probabilities of each image and of its left-right mirror image.
         Meant for models trained with mirroring (``--augment shift|light|randaugment``).
         """
-        if tta:
-            return (self.probabilities(images, batch_size)
-                    + self.probabilities(images[:, :, ::-1], batch_size)) / 2.0
         if not len(images):
             return np.zeros((0, len(self.class_names)), np.float32)
-        return np.concatenate([
-            np.asarray(self.predict_batch(images[i:i + batch_size].astype(np.float32)))
-            for i in range(0, len(images), batch_size)])
+        parts = []
+        for start in range(0, len(images), batch_size):  # a streamed split decodes per batch
+            batch = np.asarray(images[start:start + batch_size], dtype=np.float32)
+            probabilities = np.asarray(self.predict_batch(batch))
+            if tta:
+                probabilities = (probabilities + np.asarray(
+                    self.predict_batch(np.ascontiguousarray(batch[:, :, ::-1])))) / 2.0
+            parts.append(probabilities)
+        return np.concatenate(parts)
 
 
 def load_classifier(path: str | Path) -> Classifier:

@@ -158,3 +158,35 @@ def test_few_shot_selection_is_exact_and_reproducible():
     assert set(first.train.counts().values()) == {8} and set(first.val.counts().values()) == {2}
     assert first.fingerprint() == again.fingerprint() != other.fingerprint()
     assert set(first.test.counts().values()) == {100}  # the test split is never cut
+
+
+def test_every_consumer_of_a_split_works_on_a_streamed_one(image_folder, monkeypatch,
+                                                           trained_run, tmp_path):
+    """A folder too large for memory is decoded batch by batch by every consumer: mirror TTA,
+    GAN training and colour training (which decoded the whole folder into memory)."""
+    from kerastl.data.file_images import FileImages
+    from kerastl.edit.color_train import train_color
+    from kerastl.gan.train import train_gan
+    from kerastl.inference import evaluate
+
+    in_memory = evaluate(trained_run, str(image_folder), tta=True)
+    stream_every_folder(monkeypatch)
+    reads: list[int] = []
+    original = FileImages.read
+    monkeypatch.setattr(FileImages, "read",
+                        lambda self, indices: reads.append(len(indices)) or original(self,
+                                                                                   indices))
+    streamed = evaluate(trained_run, str(image_folder), tta=True)
+    assert streamed["accuracy"] == in_memory["accuracy"] and streamed["tta"]
+    assert reads and max(reads) <= 64  # decoded per batch, not as one array
+
+    reads.clear()
+    gan = train_gan(str(image_folder), image_size=32, width=8, latent_dim=16, epochs=1,
+                    batch_size=8, runs_dir=str(tmp_path), name="gan", verbose=0)
+    assert len(gan.history) == 1 and reads.count(8) >= 4  # 36 images: 4 whole batches
+
+    reads.clear()
+    color = train_color(str(image_folder), backbone="kerastl_small", weights="none",
+                        image_size=32, frozen_epochs=0, finetune_epochs=1, copies=1,
+                        batch_size=8, runs_dir=str(tmp_path), name="color", verbose=0)
+    assert "val" in color.metrics and max(reads) <= 8  # never the whole folder at once

@@ -21,7 +21,7 @@ def _streamed(data: ImageSet) -> bool:
     return isinstance(data.images, FileImages)
 
 
-def _batch_reader(data: ImageSet):
+def batch_reader(data: ImageSet):
     """index batch -> (uint8 images, labels): gathered from memory, or decoded from the
     files of a streamed folder (two batches decoding at a time, a few in memory)."""
     tf = tensorflow()
@@ -83,7 +83,7 @@ def make_dataset(data: ImageSet, batch_size: int, *, training: bool = False, see
     if training:
         dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).map(
-        _batch_reader(data), num_parallel_calls=2 if _streamed(data) else None,
+        batch_reader(data), num_parallel_calls=2 if _streamed(data) else None,
         deterministic=True)
     layers = augmentation_layers(augment, seed) if training else []
     mixers = _mixers(mixup, cutmix, seed) if training else []

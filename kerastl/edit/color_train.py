@@ -12,11 +12,12 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 
 from kerastl._tf import tensorflow
 from kerastl.backbones import layer_groups
 from kerastl.data.bundle import DataBundle, load_images
+from kerastl.data.imageset import ImageSet
+from kerastl.data.pipeline import batch_reader
 from kerastl.distribute import ScaleSettings, synchronize_batchnorm, validation_batch, \
     worker_run_dir
 from kerastl.engine import start_run
@@ -142,10 +143,10 @@ def _fit_phases(config: ColorConfig, backbone, bundle: DataBundle,
     if replicas > 1:
         synchronize_batchnorm(predictor)
     run.write_json(CONFIG_FILE, _config_record(config, backbone, bundle, phases))
-    train_ds = degraded_dataset(bundle.train.images, config.batch_size, seed=config.seed,
+    train_ds = degraded_dataset(bundle.train, config.batch_size, seed=config.seed,
                                 copies=config.copies, strength=config.strength,
                                 drop_remainder=replicas > 1)
-    val_ds = fixed_degraded_dataset(bundle.val.images,
+    val_ds = fixed_degraded_dataset(bundle.val,
                                     validation_batch(replicas, config.batch_size,
                                                      len(bundle.val)),
                                     seed=config.seed + 1, strength=config.strength,
@@ -189,37 +190,46 @@ def _finish(config: ColorConfig, bundle: DataBundle, run: RunDir,
     return ColorResult(model, run.path, metrics, fitted.history.rows)
 
 
-def degraded_dataset(images: np.ndarray, batch_size: int, *, seed: int, copies: int,
+def degraded_dataset(images: ImageSet, batch_size: int, *, seed: int, copies: int,
                      strength: float, drop_remainder: bool = False):
-    """Training batches ``(degraded, {"params": p, "image": clean})``, new draws every epoch."""
+    """Training batches ``(degraded, {"params": p, "image": clean})``, new draws every epoch;
+    the clean images are read batch by batch (from their files, for a streamed folder)."""
     tf = tensorflow()
     limits = tf.constant(color_ops.LIMITS * strength)
+    read = batch_reader(images)
 
-    def make_pair(clean, pair_seed):
+    def make_pair(index, pair_seed):
+        clean = read(index)[0]
         count = tf.shape(clean)[0]
         unit = tf.random.stateless_uniform((count, len(color_ops.ADJUSTMENTS)), pair_seed,
                                            minval=-1.0, maxval=1.0)
         params = unit * limits
         return color_ops.degrade(clean, params), {PARAMS: params,
-                                        IMAGE: tf.cast(clean, tf.float32) / 255.0}
+                                                  IMAGE: tf.cast(clean, tf.float32) / 255.0}
 
-    clean = (tf.data.Dataset.from_tensor_slices(images).repeat(copies)
-             .shuffle(len(images) * copies, seed=seed, reshuffle_each_iteration=True)
-             .batch(batch_size, drop_remainder=drop_remainder))
+    indices = (tf.data.Dataset.range(len(images)).repeat(copies)
+               .shuffle(len(images) * copies, seed=seed, reshuffle_each_iteration=True)
+               .batch(batch_size, drop_remainder=drop_remainder))
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    return (tf.data.Dataset.zip(clean, seeds).map(make_pair)
+    return (tf.data.Dataset.zip(indices, seeds).map(make_pair)
             .prefetch(tf.data.AUTOTUNE))
 
 
-def fixed_degraded_dataset(images: np.ndarray, batch_size: int, *, seed: int, strength: float,
+def fixed_degraded_dataset(images: ImageSet, batch_size: int, *, seed: int, strength: float,
                            drop_remainder: bool = False):
-    """The same degraded copy of each image every epoch (validation)."""
+    """The same degraded copy of each image every epoch (validation), read batch by batch."""
     tf = tensorflow()
-    params = color_ops.random_params(len(images), seed, strength)
-    degraded = color_ops.degrade(images, params).numpy()
-    targets = {PARAMS: params, IMAGE: images.astype(np.float32) / 255.0}
-    return tf.data.Dataset.from_tensor_slices((degraded, targets)).batch(
-        batch_size, drop_remainder=drop_remainder)
+    params = tf.constant(color_ops.random_params(len(images), seed, strength), tf.float32)
+    read = batch_reader(images)
+
+    def pair(index):
+        clean = read(index)[0]
+        chosen = tf.gather(params, index)
+        return color_ops.degrade(clean, chosen), {PARAMS: chosen,
+                                                  IMAGE: tf.cast(clean, tf.float32) / 255.0}
+
+    return (tf.data.Dataset.range(len(images)).batch(batch_size, drop_remainder=drop_remainder)
+            .map(pair).prefetch(tf.data.AUTOTUNE))
 
 
 def _config_record(config: ColorConfig, backbone, bundle: DataBundle, phases) -> dict:

@@ -69,7 +69,8 @@ def evaluate(run: str | Path, real: str, count: int = 2048, extractor: str = "in
     gan = load_gan(run)
     size, channels = gan.generator.output_shape[1], gan.generator.output_shape[-1]
     bundle = load_images(real, size, val_fraction=0.0, seed=seed, classes=classes)
-    pool = [part.images for part in (bundle.train, bundle.test) if part is not None]
+    pool = [np.asarray(part.images[:count]) for part in (bundle.train, bundle.test)
+            if part is not None]  # a streamed folder: decode only what is compared
     real_images = np.concatenate(pool)[:count]
     real_images = real_images[..., :1] if channels == 1 else real_images
     fake = gan.sample(count, seed + 1)

@@ -17,6 +17,8 @@ import numpy as np
 
 from kerastl._tf import keras_module, tensorflow
 from kerastl.data.bundle import load_images
+from kerastl.data.imageset import ImageSet
+from kerastl.data.pipeline import batch_reader
 from kerastl.distribute import ScaleSettings, synchronize_batchnorm, worker_run_dir
 from kerastl.engine import start_run
 from kerastl.errors import KerastlError, RunDirError
@@ -135,11 +137,11 @@ def run_gan(config: GanConfig, callbacks=()) -> GanResult:
         size = source.generator.output_shape[1] if source else config.image_size
         images = _images(config, size, source.generator.output_shape[-1] if source else None)
         policy = _policy(config.diffaugment, len(images))
-        gan = _build(config, source, size, images.shape[-1], policy)
+        gan = _build(config, source, size, images.channels, policy)
     path = run_path(config.runs_dir, config.name, default_run_name(config.job, f"dcgan{size}"))
     with worker_run_dir(strategy, path, config.job, config.overwrite) as run:
         run.write_json(CONFIG_FILE, {"job": config.job, "settings": dataclasses.asdict(config),
-                                     "image_size": size, "channels": int(images.shape[-1]),
+                                     "image_size": size, "channels": images.channels,
                                      "diffaugment": ",".join(policy), "versions": versions()})
         return _fit(config, strategy, gan, run, images, [], callbacks)
 
@@ -184,20 +186,35 @@ def _synchronize(gan: DCGAN) -> None:
         synchronize_batchnorm(gan.discriminator)
 
 
-def _images(config: GanConfig, size: int, channels: int | None) -> np.ndarray:
+@dataclasses.dataclass
+class GanImages:
+    """The training images (in memory, or a streamed folder decoded batch by batch) and the
+    channels the GAN sees of them (1: the first of the three)."""
+
+    data: ImageSet
+    channels: int
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def size(self) -> int:
+        return int(self.data.images.shape[1])
+
+
+def _images(config: GanConfig, size: int, channels: int | None) -> GanImages:
     bundle = load_images(config.data, size, val_fraction=0.0, seed=config.seed,
                          classes=config.classes, limit=config.limit)
-    images = bundle.train.images
-    channels = channels or config.channels or (1 if _all_gray(images) else 3)
-    return images[..., :1] if channels == 1 else images
+    channels = channels or config.channels or (1 if _all_gray(bundle.train.images) else 3)
+    return GanImages(bundle.train, int(channels))
 
 
-def _fit(config: GanConfig, strategy, gan: DCGAN, run: RunDir, images: np.ndarray,
+def _fit(config: GanConfig, strategy, gan: DCGAN, run: RunDir, images: GanImages,
          rows: list[dict], callbacks) -> GanResult:
     with run.capture_log(log):
-        size = images.shape[1]
+        size = images.size
         log.info("%s: %d images at %dx%dx%d, DiffAugment %s, from epoch %d", config.job,
-                 len(images), size, size, images.shape[-1], gan.diffaugment or "off",
+                 len(images), size, size, images.channels, gan.diffaugment or "off",
                  len(rows) + 1)
         dataset = gan_dataset(images, config.batch_size, config.seed)
         history = HistoryWriter(run, learning_rate=False)
@@ -258,22 +275,24 @@ def _policy(diffaugment: str, count: int) -> tuple[str, ...]:
     return parse_policy(diffaugment)
 
 
-def _all_gray(images: np.ndarray) -> bool:
-    sample = images[:256]
+def _all_gray(images) -> bool:
+    sample = np.asarray(images[:256])
     return bool(np.all(sample[..., 0] == sample[..., 1]) and np.all(sample[..., 1] ==
                                                                    sample[..., 2]))
 
 
-def gan_dataset(images: np.ndarray, batch_size: int, seed: int):
-    """uint8 images -> shuffled full batches in [-1, 1]."""
+def gan_dataset(images: GanImages, batch_size: int, seed: int):
+    """Shuffled full batches in [-1, 1] with the GAN's channels, decoded batch by batch from
+    the files of a streamed folder."""
     tf = tensorflow()
     if len(images) < batch_size:
         raise KerastlError(f"{len(images)} images are fewer than one batch of {batch_size}: "
                            "lower --batch-size")
-    return (tf.data.Dataset.from_tensor_slices(images)
+    read, channels = batch_reader(images.data), images.channels
+    return (tf.data.Dataset.range(len(images))
             .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
             .batch(batch_size, drop_remainder=True)
-            .map(lambda x: tf.cast(x, tf.float32) / 127.5 - 1.0)
+            .map(lambda index: tf.cast(read(index)[0][..., :channels], tf.float32) / 127.5 - 1.0)
             .prefetch(tf.data.AUTOTUNE))
 
 
