@@ -102,5 +102,81 @@ def test_a_finished_run_keeps_its_state_and_refuses_to_resume(tmp_path):
     assert state.phase_finished and state.epochs_done == 1
     with pytest.raises(RunDirError, match="finished already"):
         resume_finetune(result.run_dir)
-    with pytest.raises(RunDirError, match="no checkpoint"):
-        TrainingState.read(RunDir(tmp_path))
+    assert TrainingState.read(RunDir(tmp_path)) is None  # no epoch finished there
+
+
+class SimulatedKill(Exception):
+    """Raised right after a checkpoint is written: what a SIGKILL at that moment leaves."""
+
+
+RESUME_CASES = {
+    "at the phase boundary": dict(frozen_epochs=2, finetune_epochs=2, stop_after=2),
+    "inside the second phase": dict(frozen_epochs=1, finetune_epochs=3, stop_after=2),
+    "with cached features": dict(frozen_epochs=3, finetune_epochs=1, augment="none",
+                                 stop_after=1),
+    "with per-group rates": dict(frozen_epochs=1, finetune_epochs=3, group_factor=2.6,
+                                 stop_after=3),
+    "with the backbone-rate ramp": dict(frozen_epochs=1, finetune_epochs=3,
+                                        recipe="backbone_finetuning", stop_after=2),
+}
+
+
+@pytest.mark.parametrize("case", RESUME_CASES)
+def test_resume_repeats_the_phases_and_rates_of_an_unbroken_run(case, tmp_path, monkeypatch):
+    import kerastl
+    from kerastl.quickstart import SAMPLE_BACKBONE_DIR
+    from kerastl.transfer.checkpoint import EpochCheckpoint
+    from kerastl.transfer.finetune import resume_finetune
+
+    settings = dict(RESUME_CASES[case])
+    stop_after = settings.pop("stop_after")
+    common = dict(weights=str(SAMPLE_BACKBONE_DIR), backbone=None, classes="5-9", per_class=6,
+                  image_size=32, batch_size=8, patience=10, runs_dir=str(tmp_path), verbose=0,
+                  **settings)
+    whole = kerastl.finetune("sample", name="whole", **common)
+
+    save = EpochCheckpoint.on_epoch_end
+
+    def save_then_die(self, epoch, logs=None):
+        save(self, epoch, logs)
+        if self.state.epochs_done == stop_after:
+            raise SimulatedKill()
+
+    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", save_then_die)
+    with pytest.raises(SimulatedKill):
+        kerastl.finetune("sample", name="broken", **common)
+    monkeypatch.undo()
+    resumed = resume_finetune(tmp_path / "broken")
+    columns = ("epoch", "phase", "learning_rate")
+    assert [[row[c] for c in columns] for row in resumed.history] == \
+        [[row[c] for c in columns] for row in whole.history]
+    assert [row["loss"] for row in resumed.history[:stop_after]] == \
+        [row["loss"] for row in whole.history[:stop_after]]  # deterministic up to the kill
+    assert (tmp_path / "broken" / "metrics.json").exists()
+
+
+def test_optimizer_state_is_restored_by_path_not_position(tmp_path):
+    import io
+
+    import keras
+    import numpy as np
+
+    from kerastl.runs import RunDir
+    from kerastl.transfer.checkpoint import TrainingState, restore_optimizer, state_key
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])
+    kernel, bias = model.trainable_variables
+    first = keras.optimizers.Adam(1e-3)
+    first.build([kernel, bias])
+    for i, variable in enumerate(first.variables):
+        variable.assign(np.full(variable.shape, float(i), variable.dtype))
+    (tmp_path / "checkpoints").mkdir()
+    buffer = io.BytesIO()
+    np.savez(buffer, **{state_key(v): v.numpy() for v in first.variables})
+    (tmp_path / "checkpoints" / "epoch_001.optimizer.npz").write_bytes(buffer.getvalue())
+    state = TrainingState(0, 0, 1, False, 0.0, None, {})
+    second = keras.optimizers.Adam(1e-3)  # another name (adam_1), variables in another order
+    restore_optimizer(RunDir(tmp_path), state, second, [bias, kernel])
+    saved = {state_key(v): v.numpy() for v in first.variables}
+    for variable in second.variables:
+        np.testing.assert_array_equal(variable.numpy(), saved[state_key(variable)])

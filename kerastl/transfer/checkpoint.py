@@ -71,7 +71,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         weights = self.folder / f"epoch_{epoch:03d}.weights.h5"
         with staged_file(weights, ".weights.h5") as tmp:  # Keras wants the suffix
             self.classifier.save_weights(tmp)
-        variables = {str(i): v.numpy() for i, v in enumerate(self.model.optimizer.variables)}
+        variables = {state_key(v): v.numpy() for v in self.model.optimizer.variables}
         atomic_write(self.folder / f"epoch_{epoch:03d}.optimizer.npz", _npz(variables))
         self.state.best, self.state.best_epoch = self.best.best, self.best.best_epoch
         atomic_write_text(self.folder / STATE_FILE,
@@ -93,18 +93,34 @@ def load_weights(run: RunDir, state: TrainingState, classifier) -> None:
     classifier.load_weights(run / "checkpoints" / f"epoch_{state.epochs_done:03d}.weights.h5")
 
 
+def state_key(variable) -> str:
+    """An optimizer variable's path without the optimizer's own name, which Keras numbers
+    per process (``adam/...`` in one run, ``adam_1/...`` in the next): ``iteration``,
+    ``learning_rate``, ``<model variable>_momentum``..."""
+    return variable.path.split("/", 1)[-1].replace("/", "|")
+
+
 def restore_optimizer(run: RunDir, state: TrainingState, optimizer, variables) -> None:
     """Build ``optimizer`` on ``variables`` and load the checkpoint's values into it
-    (iterations included, so a schedule resumes where it was)."""
+    (iterations included, so a schedule resumes where it was), matched by path."""
     optimizer.build(variables)
     path = run / "checkpoints" / f"epoch_{state.epochs_done:03d}.optimizer.npz"
     with np.load(path) as saved:
-        values = [saved[str(i)] for i in range(len(saved.files))]
-    if len(values) != len(optimizer.variables):
-        raise RunDirError(f"the checkpoint's optimizer has {len(values)} variables, the rebuilt "
-                          f"one {len(optimizer.variables)}: the run's settings changed?")
-    for variable, value in zip(optimizer.variables, values):
-        variable.assign(value)
+        values = {name: saved[name] for name in saved.files}
+    if all(name.isdigit() for name in values):  # checkpoints before paths: by position
+        values = {state_key(v): values[str(i)] for i, v in enumerate(optimizer.variables)
+                  if str(i) in values}
+    wanted = {state_key(v): v for v in optimizer.variables}
+    if set(wanted) != set(values):
+        differ = sorted(set(wanted) ^ set(values))
+        raise RunDirError(f"the checkpoint's optimizer state does not match the rebuilt "
+                          f"optimizer ({len(differ)} variable(s) differ, e.g. {differ[0]}): "
+                          "the run's settings or code changed?")
+    for key, variable in wanted.items():
+        if tuple(values[key].shape) != tuple(variable.shape):
+            raise RunDirError(f"the checkpoint's {key} has shape {values[key].shape}, the "
+                              f"rebuilt optimizer's {tuple(variable.shape)}")
+        variable.assign(values[key])
 
 
 def remove_checkpoints(run: RunDir) -> None:
