@@ -60,6 +60,12 @@ def test_concurrent_exports_never_take_the_same_version(tmp_path):
     assert choose_version(tmp_path / "m", None) == 17
     with pytest.raises(KerastlError, match="version 3 of m already exists"):
         choose_version(tmp_path / "m", 3)
+    from kerastl.export.layout import reserved_version
+
+    with pytest.raises(RuntimeError), reserved_version(tmp_path / "failed", None) as version:
+        assert (tmp_path / "failed" / f".version-{version}").exists()
+        raise RuntimeError("the export failed")
+    assert not (tmp_path / "failed").exists()  # a failed export leaves nothing behind
 
 
 def test_export_checks_a_bare_model_file_on_data_given_with_data(trained_run, session_folder,

@@ -26,7 +26,7 @@ from kerastl.edit import color_ops
 from kerastl.edit.color_apply import load_color_model
 from kerastl.edit.color_eval import correct, predict_params
 from kerastl.errors import KerastlError
-from kerastl.export.layout import choose_version, staged_folder
+from kerastl.export.layout import reserved_version, staged_folder
 from kerastl.export.parity import artifact_size, median_latency_ms
 from kerastl.export.savedmodel import decode_image
 from kerastl.runs import atomic_write, atomic_write_text
@@ -44,11 +44,11 @@ def export_color(run_or_model: str | Path, format: str, name: str, out: str | Pa
                            "would coarsen the correction itself)")
     model = load_color_model(run_or_model)
     model_dir = Path(out) / name
-    version = choose_version(model_dir, version)
-    if format == "savedmodel":
-        path, report = _savedmodel(model, model_dir / str(version))
-    else:
-        path, report = _tflite(model, model_dir, name, version, quantize)
+    with reserved_version(model_dir, version) as version:
+        if format == "savedmodel":
+            path, report = _savedmodel(model, model_dir / str(version))
+        else:
+            path, report = _tflite(model, model_dir, name, version, quantize)
     return path, version, report
 
 

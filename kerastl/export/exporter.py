@@ -18,7 +18,7 @@ from kerastl.data import ImageSet, load_data
 from kerastl.data.sources import load_splits
 from kerastl.edit.color_export import export_color
 from kerastl.errors import KerastlError
-from kerastl.export.layout import choose_version, staged_folder, write_labels
+from kerastl.export.layout import reserved_version, staged_folder, write_labels
 from kerastl.export.parity import parity_report
 from kerastl.export.tflite import QUANTIZATIONS, convert
 from kerastl.inference import Classifier, load_classifier
@@ -75,12 +75,12 @@ def export_model(model: str | Path, format: str = "savedmodel", quantize: str = 
     model_dir = Path(out).expanduser() / name
     pixels, checked_on = source.check_pixels(check_images)
     _require_finite(classifier, pixels, model)
-    version = choose_version(model_dir, version)
     exporters = {"savedmodel": _export_savedmodel, "tflite": _export_tflite,
                  "onnx": _export_onnx}
-    path, report = exporters[format](source, model_dir, name, version, pixels, checked_on,
-                                     quantize=quantize, int8_io=int8_io,
-                                     exact_hard_swish=exact_hard_swish)
+    with reserved_version(model_dir, version) as version:
+        path, report = exporters[format](source, model_dir, name, version, pixels, checked_on,
+                                         quantize=quantize, int8_io=int8_io,
+                                         exact_hard_swish=exact_hard_swish)
     return ExportResult(path, version, report)
 
 

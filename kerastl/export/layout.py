@@ -36,6 +36,21 @@ def existing_versions(model_dir: Path) -> set[int]:
     return versions
 
 
+@contextmanager
+def reserved_version(model_dir: Path, requested: int | None):
+    """The version an export writes (:func:`choose_version`), held while the block runs; the
+    reservation goes when it ends (the artifact then marks the version), and with it a
+    ``model_dir`` the failed export left empty."""
+    created = not model_dir.exists()
+    version = choose_version(model_dir, requested)
+    try:
+        yield version
+    finally:
+        (model_dir / f".version-{version}").unlink(missing_ok=True)
+        if created and model_dir.is_dir() and not any(model_dir.iterdir()):
+            model_dir.rmdir()
+
+
 def choose_version(model_dir: Path, requested: int | None) -> int:
     """``requested``, if free; else the next integer after the highest in use. The version is
     reserved before it is returned (see the module docstring)."""
