@@ -21,7 +21,7 @@ _LAZY = {
     "FinetuneResult": "kerastl.transfer.finetune",
     "evaluate": "kerastl.inference",
     "predict": "kerastl.inference",
-    "load_classifier": "kerastl.inference",
+    "load_classifier": "kerastl.serving",
     "quickstart": "kerastl.quickstart",
     "multitask": "kerastl.transfer.finetune",
     "load_data": "kerastl.data",

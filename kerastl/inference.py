@@ -1,125 +1,22 @@
-"""Read a trained classifier back (run, .keras, SavedModel or .tflite): evaluate, predict."""
+"""Use a trained classifier (run, .keras, SavedModel or .tflite): evaluate, predict.
+
+Reading the model back is :mod:`kerastl.serving`'s job, shared with export."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
-from kerastl._tf import tensorflow
 from kerastl.data import ImageSet
 from kerastl.data.images import IMAGE_EXTENSIONS, BadImage, SkippedFiles, load_image
 from kerastl.data.sources import load_splits
-from kerastl.errors import DataError, ModelFileError, RunDirError
+from kerastl.errors import DataError
 from kerastl.metrics import classification_report
-from kerastl.runs import CLASSIFIER_JOBS, CONFIG_FILE, LABELS_FILE, atomic_write_text, \
-    check_output_file, load_keras_model, read_labels, require_job, resolve_model_file
-from kerastl.transfer.model import primary_output
-
-
-@dataclasses.dataclass
-class Classifier:
-    """Any loaded classifier: float32 pixels (N, H, W, 3) in 0-255 -> probabilities."""
-
-    predict_batch: Callable[[np.ndarray], np.ndarray]
-    class_names: list[str]
-    image_size: tuple[int, int]
-    path: Path
-    kind: str
-    keras_model: object = None
-
-    def probabilities(self, images: np.ndarray, batch_size: int = 64,
-                      tta: bool = False) -> np.ndarray:
-        """Probabilities for uint8 or float images, ``batch_size`` at a time.
-
-        ``tta``: test-time augmentation, fastai's ``tta`` reduced to the mirror: the
-        mean of the probabilities of each image and of its left-right mirror image.
-        Meant for models trained with mirroring (``--augment shift|light|randaugment``).
-        """
-        if not len(images):
-            return np.zeros((0, len(self.class_names)), np.float32)
-        parts = []
-        for start in range(0, len(images), batch_size):  # a streamed split decodes per batch
-            batch = np.asarray(images[start:start + batch_size], dtype=np.float32)
-            probabilities = np.asarray(self.predict_batch(batch))
-            if tta:
-                probabilities = (probabilities + np.asarray(
-                    self.predict_batch(np.ascontiguousarray(batch[:, :, ::-1])))) / 2.0
-            parts.append(probabilities)
-        return np.concatenate(parts)
-
-
-def load_classifier(path: str | Path) -> Classifier:
-    """Load ``runs/NAME``, a ``.keras`` file, a SavedModel folder or a ``.tflite`` file.
-
-    Keras models load with ``safe_mode`` on.
-    """
-    path = Path(path).expanduser()
-    if path.is_dir() and (path / "saved_model.pb").exists():
-        return _load_savedmodel(path)
-    if path.suffix == ".tflite" and path.is_file():
-        return _load_tflite(path)
-    return _load_keras(path)
-
-
-def _load_keras(path: Path) -> Classifier:
-    require_job(path, CLASSIFIER_JOBS, "this command")
-    model_file = resolve_model_file(path)
-    model = load_keras_model(model_file)
-    if not hasattr(model, "input_shape") or len(model.input_shape) != 4:
-        raise ModelFileError(f"{model_file} is not an image classifier (its input is "
-                             f"{getattr(model, 'input_shape', 'unknown')})")
-    names = _check_labels(read_labels(model_file), int(primary_output(model.output).shape[-1]),
-                          model_file)
-    size = (int(model.input_shape[1]), int(model.input_shape[2]))
-    return Classifier(lambda x: primary_output(model.predict_on_batch(x)), names, size,
-                      model_file, "keras", model)
-
-
-def _load_savedmodel(path: Path) -> Classifier:
-    tf = tensorflow()
-    loaded = tf.saved_model.load(str(path))
-    if "predict_pixels" not in loaded.signatures:
-        raise RunDirError(f"{path} is a SavedModel without kerastl's predict_pixels signature")
-    signature = loaded.signatures["predict_pixels"]
-    spec = next(iter(signature.structured_input_signature[1].values()))
-    size = (int(spec.shape[1]), int(spec.shape[2]))
-    n_classes = int(signature.structured_outputs["probabilities"].shape[-1])
-    names = _check_labels(_labels_beside(path), n_classes, path)
-
-    def predict(pixels):
-        return signature(pixels=tf.constant(pixels))["probabilities"].numpy()
-
-    return Classifier(predict, names, size, path, "savedmodel", loaded)
-
-
-def _load_tflite(path: Path) -> Classifier:
-    from kerastl.export.tflite import TFLiteRunner
-
-    runner = TFLiteRunner(str(path))
-    n_classes = int(runner.output["shape"][-1])
-    names = _check_labels(_labels_beside(path), n_classes, path)
-    return Classifier(runner, names, runner.image_size, path, "tflite")
-
-
-def _labels_beside(path: Path) -> list[str] | None:
-    folder = path if path.is_dir() else path.parent
-    for candidate in (folder / LABELS_FILE, folder.parent / LABELS_FILE):
-        if candidate.exists():
-            return [line for line in candidate.read_text().splitlines() if line]
-    return None
-
-
-def _check_labels(names: list[str] | None, n_classes: int, path: Path) -> list[str]:
-    if names is None:
-        return [f"class_{i}" for i in range(n_classes)]
-    if len(names) != n_classes:
-        raise DataError(f"{LABELS_FILE} beside {path} names {len(names)} classes but the "
-                        f"model has {n_classes} outputs")
-    return names
+from kerastl.runs import CONFIG_FILE, atomic_write_text, check_output_file
+from kerastl.serving import PRIMARY, Classifier, load_classifier
 
 
 def evaluate_heads(model, data: ImageSet, heads: list, split: str, batch_size: int = 64) -> dict:
@@ -132,7 +29,7 @@ def evaluate_heads(model, data: ImageSet, heads: list, split: str, batch_size: i
     outputs = model.predict(make_dataset(data, batch_size), verbose=0)
     if not heads:
         return classification_report(data.labels, outputs, data.class_names, split)
-    report = classification_report(data.labels, outputs["class"], data.class_names, split)
+    report = classification_report(data.labels, outputs[PRIMARY], data.class_names, split)
     report["heads"] = {head.name: classification_report(
         np.asarray(head.lookup)[data.labels], outputs[head.name], list(head.class_names), split)
         for head in heads}

@@ -116,7 +116,7 @@ def test_ciede2000_matches_sharmas_published_pairs():
 
 
 def test_rgb_to_lab_of_white_and_red():
-    from kerastl.edit.colorspace import rgb_to_lab
+    from kerastl.colorspace import rgb_to_lab
 
     lab = np.asarray(rgb_to_lab(np.array([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]], np.float32)))
     np.testing.assert_allclose(lab[0], [100.0, 0.0, 0.0], atol=0.02)

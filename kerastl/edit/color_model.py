@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from kerastl._tf import keras_module, tensorflow
 from kerastl.edit import color_ops
-from kerastl.edit.colorspace import rgb_to_lab
+from kerastl.colorspace import rgb_to_lab
 
 keras = keras_module()
 

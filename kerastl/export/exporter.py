@@ -16,12 +16,12 @@ from kerastl import __version__
 from kerastl._tf import tensorflow
 from kerastl.data import ImageSet, load_data
 from kerastl.data.sources import load_splits
-from kerastl.edit.color_export import export_color
+from kerastl.export.color import export_color
 from kerastl.errors import KerastlError
 from kerastl.export.layout import reserved_version, staged_folder, write_labels
 from kerastl.export.parity import parity_report
 from kerastl.export.tflite import QUANTIZATIONS, convert
-from kerastl.inference import Classifier, load_classifier
+from kerastl.serving import Classifier, load_classifier
 from kerastl.runs import CLASSIFIER_JOBS, COLOR_JOB, METRICS_FILE, atomic_write, \
     atomic_write_text, check_name, require_job, staged_file
 

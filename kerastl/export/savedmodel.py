@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kerastl._tf import tensorflow
 from kerastl.data.images import MAX_PIXELS
-from kerastl.transfer.model import primary_output
+from kerastl.serving import primary_output
 
 SERVING_INPUT = "images"
 PIXELS_INPUT = "pixels"

@@ -20,9 +20,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from kerastl._tf import silenced_stderr, tensorflow
+from kerastl._tf import tensorflow
 from kerastl.errors import KerastlError
-from kerastl.transfer.model import primary_output
+from kerastl.serving import TFLiteRunner, primary_output  # noqa: F401 - TFLiteRunner: API
 
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 
@@ -119,51 +119,3 @@ def _configure(converter, quantize: str, representative, int8_io: bool) -> None:
 def _first_line(exc: BaseException) -> str:
     lines = [line for line in str(exc).splitlines() if line.strip()]
     return (lines[0] if lines else type(exc).__name__)[:240]
-
-
-class TFLiteRunner:
-    """Runs a ``.tflite`` model with ``ai_edge_litert``: float32 pixels in, probabilities out."""
-
-    def __init__(self, model_path: str, num_threads: int | None = None):
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads)
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self._batch = None
-
-    @property
-    def delegate_partitions(self) -> int:
-        """How many pieces LiteRT's XNNPACK delegate runs (1: the whole graph; each
-        extra piece is a hand-over to the slower builtin kernels). Known once a batch ran."""
-        return sum(op["op_name"] == "DELEGATE" for op in self.interpreter._get_ops_details())
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return int(self.input["shape"][1]), int(self.input["shape"][2])
-
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        if self._batch != len(pixels):
-            self.interpreter.resize_tensor_input(self.input["index"],
-                                                 [len(pixels), *self.input["shape"][1:]])
-            with silenced_stderr():  # LiteRT announces its XNNPACK delegate on stderr
-                self.interpreter.allocate_tensors()
-            self._batch = len(pixels)
-        self.interpreter.set_tensor(self.input["index"], self._quantize_input(pixels))
-        self.interpreter.invoke()
-        return self._dequantize_output(self.interpreter.get_tensor(self.output["index"]))
-
-    def _quantize_input(self, pixels: np.ndarray) -> np.ndarray:
-        dtype = self.input["dtype"]
-        if dtype == np.float32:
-            return pixels.astype(np.float32)
-        scale, zero = self.input["quantization"]
-        quantized = np.round(pixels / scale + zero) if scale else pixels
-        info = np.iinfo(dtype)
-        return np.clip(quantized, info.min, info.max).astype(dtype)
-
-    def _dequantize_output(self, values: np.ndarray) -> np.ndarray:
-        if self.output["dtype"] == np.float32:
-            return values
-        scale, zero = self.output["quantization"]
-        return (values.astype(np.float32) - zero) * scale

@@ -53,7 +53,7 @@ def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
 
 def mean_ciede2000(reference: np.ndarray, image: np.ndarray) -> float:
     """Mean CIEDE2000 over the pixels of two sRGB images in [0, 1]."""
-    from kerastl.edit.colorspace import rgb_to_lab
+    from kerastl.colorspace import rgb_to_lab
 
     return float(np.mean(ciede2000(np.asarray(rgb_to_lab(reference)),
                                    np.asarray(rgb_to_lab(image)))))

@@ -16,8 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from kerastl.errors import KerastlError
+from kerastl.serving import PRIMARY  # noqa: F401 - the trainers import it here
 
-PRIMARY = "class"
 
 
 @dataclasses.dataclass(frozen=True)

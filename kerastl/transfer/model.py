@@ -8,6 +8,7 @@ from pathlib import Path
 from kerastl import backbones
 from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, BackboneMeta
 from kerastl.errors import WeightsError
+from kerastl.serving import PRIMARY
 
 FROM_SCRATCH_BN_MOMENTUM = 0.9
 
@@ -112,12 +113,7 @@ def build_classifier(backbone: ResolvedBackbone, num_classes: int, *, dropout: f
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
                                  name="predictions")(x)
     if extra_heads:
-        outputs = {"class": outputs, **{
+        outputs = {PRIMARY: outputs, **{
             name: keras.layers.Dense(n, activation="softmax", dtype="float32", name=name)(x)
             for name, n in extra_heads.items()}}
     return keras.Model(inputs, outputs, name=f"{backbone.meta.name}_classifier")
-
-
-def primary_output(outputs):
-    """The primary head's probabilities, whether a model has one output or a dict of heads."""
-    return outputs["class"] if isinstance(outputs, dict) else outputs

@@ -1,0 +1,77 @@
+"""The house's arrows point one way: building blocks never import tasks, no two packages
+import each other, and reading a model back or exporting it never imports a trainer."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import kerastl
+
+ROOT = Path(kerastl.__file__).parent
+TASKS = ("kerastl.transfer", "kerastl.gan", "kerastl.edit", "kerastl.export",
+         "kerastl.inference", "kerastl.quickstart")
+BUILDING_BLOCKS = ("kerastl.data", "kerastl.metrics", "kerastl.serving", "kerastl.runs",
+                   "kerastl.errors", "kerastl.settings", "kerastl.colorspace",
+                   "kerastl.backbones", "kerastl.layers", "kerastl.report",
+                   "kerastl.distribute", "kerastl.engine", "kerastl.loop", "kerastl.compute")
+TRAINERS = ("kerastl.transfer.finetune", "kerastl.gan.train", "kerastl.edit.color_train")
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for path in ROOT.rglob("*.py"):
+        name = ".".join(("kerastl", *path.relative_to(ROOT).with_suffix("").parts))
+        modules[name.removesuffix(".__init__")] = path
+    return modules
+
+
+MODULES = _modules()
+
+
+def _imports(name: str) -> set[str]:
+    """Every kerastl module ``name`` imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(MODULES[name].read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kerastl"):
+            candidates = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        elif isinstance(node, ast.Import):
+            candidates = [a.name for a in node.names]
+        else:
+            continue
+        found.update(c for c in candidates if c in MODULES and c != name)
+    return found
+
+
+GRAPH = {name: _imports(name) for name in MODULES}
+
+
+def _package(name: str) -> str:
+    return ".".join(name.split(".")[:2])
+
+
+def _reachable(start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for target in GRAPH[todo.pop()] - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+def test_no_two_packages_import_each_other():
+    edges = {(_package(a), _package(b)) for a, targets in GRAPH.items() for b in targets
+             if _package(a) != _package(b)}
+    assert sorted((a, b) for a, b in edges if (b, a) in edges) == []
+
+
+def test_building_blocks_never_import_a_task():
+    wrong = [(a, b) for a in MODULES if a.startswith(BUILDING_BLOCKS)
+             for b in GRAPH[a] if b.startswith(TASKS)]
+    assert wrong == []
+
+
+def test_reading_a_model_back_or_exporting_it_imports_no_trainer():
+    for start in ("kerastl.serving", "kerastl.inference", "kerastl.export",
+                  "kerastl.export.exporter"):
+        assert not _reachable(start) & set(TRAINERS), start
