@@ -9,6 +9,7 @@ import click
 
 from kerastl_cli.main import cli
 from kerastl_cli.output import print_table
+from kerastl_cli.train import BACKBONE_CHOICE
 
 
 @cli.command()
@@ -43,18 +44,41 @@ def evaluate(model, data, split, batch_size, as_json, errors_plot, tta, overwrit
 
 
 @cli.command()
-@click.argument("model", type=click.Path(exists=True))
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True),
+                metavar="[MODEL] IMAGES...")
+@click.option("--backbone", type=BACKBONE_CHOICE,
+              help="No MODEL: predict ImageNet's 1,000 classes with this backbone's pretrained "
+                   "network (with --weights imagenet; efficientnetlite0-2 work offline).")
+@click.option("--weights", type=click.Choice(["imagenet"]), default="imagenet",
+              help="With --backbone: the pretrained weights.")
+@click.option("--image-size", type=click.IntRange(min=8),
+              help="With --backbone: the side images are resized to [default: the backbone's].")
 @click.option("--top-k", type=click.IntRange(min=1), default=3)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False),
               help="Write file,label,probability rows to this CSV ('-' for stdout).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --csv file (never an "
               "input).")
-def predict(model, images, top_k, as_json, csv_path, overwrite) -> None:
-    """Top-k classes for IMAGES (files or folders) from MODEL (run directory or .keras)."""
+def predict(inputs, backbone, weights, image_size, top_k, as_json, csv_path, overwrite) -> None:
+    """Top-k classes for IMAGES (files or folders) from MODEL (run directory, .keras or an
+    export), or, with --backbone, from an ImageNet-pretrained network.
+
+    \b
+    Examples:
+      kerastl predict runs/finetune-resnet50-20261128-101010 photos/ --top-k 3
+      kerastl predict --backbone efficientnetlite0 --weights imagenet cat.jpg
+    """
     from kerastl.inference import predict as run_predict, write_predictions
 
+    if backbone:
+        from kerastl.serving import load_imagenet_classifier
+
+        model, images = load_imagenet_classifier(backbone, image_size), inputs
+    elif len(inputs) < 2:
+        raise click.UsageError("give MODEL and IMAGES, or --backbone NAME --weights imagenet "
+                               "and IMAGES")
+    else:
+        model, images = inputs[0], inputs[1:]
     to_file = csv_path if csv_path not in (None, "-") else None
     results = run_predict(model, images, top_k=top_k, csv=to_file, overwrite=overwrite)
     if as_json:

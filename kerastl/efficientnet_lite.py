@@ -72,8 +72,10 @@ def group_plan(variant: Variant) -> list[tuple[int, int, int, int, int]]:
 def build(name: str, image_size: int | None = None, include_top: bool = False):
     """EfficientNet-Lite ``name`` with random weights: pixels 0-255 in; the top's 1,000
     ImageNet logits' softmax with ``include_top``, else the head's feature map."""
-    import keras
-    from keras import layers
+    from kerastl._tf import keras_module
+
+    keras = keras_module()  # TensorFlow imported quietly first
+    layers = keras.layers
 
     variant = VARIANTS[name]
     inputs = keras.Input((image_size, image_size, 3))

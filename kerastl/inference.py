@@ -109,19 +109,21 @@ def image_files(inputs: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def predict(model: str | Path, inputs: Iterable[str | Path], top_k: int = 3,
+def predict(model: str | Path | Classifier, inputs: Iterable[str | Path], top_k: int = 3,
             batch_size: int = 64, csv: str | Path | None = None,
             overwrite: bool = False) -> list[dict]:
     """Top-k classes for each image; unreadable files get an ``error`` instead.
 
-    With ``csv``, the results are also written there (``file,rank,label,probability,error``),
-    atomically; never over the model's run or an input image, and over an existing file
-    only with ``overwrite``.
+    ``model`` is anything :func:`load_classifier` reads, or a loaded :class:`Classifier` (such
+    as :func:`kerastl.serving.load_imagenet_classifier`'s). With ``csv``, the results are also
+    written there (``file,rank,label,probability,error``), atomically; never over the model's
+    run or an input image, and over an existing file only with ``overwrite``.
     """
     inputs = list(inputs)
     if csv is not None:  # refuse a taken file before the work, not after it
-        csv = check_output_file(csv, overwrite, _inputs(model, inputs), "--csv")
-    classifier = load_classifier(model)
+        taken = _inputs(model, inputs) if not isinstance(model, Classifier) else inputs
+        csv = check_output_file(csv, overwrite, taken, "--csv")
+    classifier = model if isinstance(model, Classifier) else load_classifier(model)
     files = image_files(inputs)
     top_k = max(1, min(top_k, len(classifier.class_names)))
     results: list[dict] = []

@@ -74,6 +74,18 @@ def load_classifier(path: str | Path) -> Classifier:
     return _load_keras(path)
 
 
+def load_imagenet_classifier(backbone: str, image_size: int | None = None) -> Classifier:
+    """A registered backbone's ImageNet classifier with ImageNet's 1,000 labels, to see a
+    pretrained network work before finetuning it (``kerastl predict --backbone NAME
+    --weights imagenet``)."""
+    from kerastl.backbones import IMAGENET_LABELS_FILE, imagenet_classifier
+
+    model = imagenet_classifier(backbone, image_size)
+    names = IMAGENET_LABELS_FILE.read_text().splitlines()
+    size = (int(model.input_shape[1]), int(model.input_shape[2]))
+    return Classifier(model.predict_on_batch, names, size, Path(backbone), "imagenet", model)
+
+
 def _load_keras(path: Path) -> Classifier:
     require_job(path, CLASSIFIER_JOBS, "this command")
     model_file = resolve_model_file(path)

@@ -151,3 +151,26 @@ def test_finetune_from_imagenet_lite0_through_the_registry(tmp_path, session_fol
     assert result.metrics["val"]["n"] > 0 and (result.run_dir / "model.keras").exists()
     backbone = result.model.get_layer("backbone")
     assert backbone.get_layer("rescale").offset == pytest.approx(-127 / 128)
+
+
+def test_predict_with_a_pretrained_backbone_and_no_run(tmp_path):
+    """A user sees the pretrained network work before finetuning: ImageNet's labels, top-k."""
+    import json
+
+    from click.testing import CliRunner
+
+    from kerastl_cli.main import cli
+
+    data = pytest.importorskip("skimage.data")
+    Image.fromarray(data.coffee()).save(tmp_path / "coffee.jpg")
+    result = CliRunner().invoke(cli, ["predict", "--backbone", "efficientnetlite0", "--weights",
+                                      "imagenet", str(tmp_path / "coffee.jpg"), "--json",
+                                      "--top-k", "2"])
+    assert result.exit_code == 0, result.output
+    top = json.loads(result.output)[0]["top"]
+    assert top[0]["label"] == "espresso" and len(top) == 2
+    no_model = CliRunner().invoke(cli, ["predict", str(tmp_path / "coffee.jpg")])
+    assert no_model.exit_code == 2 and "--backbone NAME --weights imagenet" in no_model.output
+    own = CliRunner().invoke(cli, ["predict", "--backbone", "kerastl_small",
+                                   str(tmp_path / "coffee.jpg")])
+    assert own.exit_code == 1 and "no ImageNet weights" in own.output
