@@ -35,7 +35,7 @@ HEADS_FILE = "heads.json"
 
 
 #: The jobs kerastl trains, by the family of commands that reads their runs back.
-CLASSIFIER_JOBS = ("finetune", "pretrain", "multitask")
+CLASSIFIER_JOBS = ("finetune", "pretrain", "multitask", "quickstart")
 GAN_JOBS = ("gan", "gan-finetune")
 COLOR_JOB = "edit-color"
 #: What a user can do with a run of each family, for "this command does not take it" errors.

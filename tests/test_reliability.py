@@ -391,6 +391,16 @@ def test_bad_input_matrix(command, kind, broken, trained_run, monkeypatch, tmp_p
     assert snapshot(work) == before_work
 
 
+def test_every_classifier_job_is_read_back_by_predict(a_run, tmp_path):
+    from kerastl.runs import CLASSIFIER_JOBS
+
+    image = _image_folder(tmp_path / "images") / "red.png"
+    record = json.loads((a_run / "config.json").read_text())
+    for job in CLASSIFIER_JOBS:  # quickstart runs too: the README's next step
+        (a_run / "config.json").write_text(json.dumps({**record, "job": job}))
+        assert run_cli("predict", a_run, image).exit_code == 0, job
+
+
 def test_job_errors_name_the_commands_that_take_the_run(broken):
     _, inputs = broken
     assert_one_error_line(run_cli("predict", inputs["gan"], inputs["lambda"]),

@@ -108,7 +108,8 @@ class FinetuneConfig(ScaleSettings):
             check_name(self.name)
         parse_unfreeze(self.unfreeze)  # a bad spec fails before any work
         for name, choices in (("select", SELECT_MODES), ("augment", AUGMENTATIONS),
-                              ("schedule", SCHEDULES), ("recipe", (None, *RECIPES))):
+                              ("schedule", SCHEDULES), ("recipe", (None, *RECIPES)),
+                              ("job", CLASSIFIER_JOBS)):
             check_choice(self, name, choices)
         self.class_weight = None if self.class_weight in (None, "none") else self.class_weight
         if self.heads and (self.label_smoothing or self.class_weight or self.mixup
