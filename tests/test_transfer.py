@@ -71,7 +71,8 @@ def test_size_mismatch_with_a_pretrained_run_is_clear(pretrained, tmp_path):
 def test_quickstart_transfer_beats_scratch(tmp_path):
     result = invoke("quickstart", "--runs-dir", tmp_path)
     assert result.exit_code == 0, result.output
-    assert "Transfer gain: +" in result.output
+    assert "Transfer gain from ImageNet: +" in result.output
+    assert "kerastl_small from the clothes" in result.output
     runs = list(tmp_path.glob("quickstart-*/transfer/plots/training_curves.png"))
     assert runs
 
