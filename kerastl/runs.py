@@ -113,9 +113,10 @@ class RunDir:
         try:
             yield run
         except BaseException:
-            if aside is not None:
-                _restore(path, aside) if not run.saved_anything() else log.warning(
-                    "the run that %s replaced is kept at %s", path, aside)
+            if aside is not None and not run.saved_anything():
+                _restore(path, aside)
+            elif aside is not None:
+                log.warning("the run that %s replaced is kept at %s", path, aside)
             raise
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
