@@ -6,7 +6,7 @@ import click
 
 from kerastl_cli.main import cli
 from kerastl_cli.output import print_table
-from kerastl_cli.train import BACKBONE_CHOICE, RATE, scale_options
+from kerastl_cli.train import BACKBONE_CHOICE, RATE, scale_options, selection_options
 
 
 @cli.group()
@@ -40,6 +40,7 @@ def edit() -> None:
 @click.option("--runs-dir", type=click.Path(file_okay=False), default="runs")
 @click.option("--name", help="Run directory name [default: edit-color-BACKBONE-TIME].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+@selection_options
 @scale_options
 @click.pass_context
 def train_color(ctx: click.Context, data, **options) -> None:

@@ -8,7 +8,7 @@ import json
 import click
 
 from kerastl_cli.main import cli
-from kerastl_cli.train import RATE, scale_options
+from kerastl_cli.train import RATE, scale_options, selection_options
 
 
 @cli.group()
@@ -19,9 +19,6 @@ def gan() -> None:
 def gan_training_options(command):
     """Options shared by ``gan train`` and ``gan finetune``."""
     for option in reversed([
-        click.option("--classes", help="Keep only these classes: names or indices ('0-8')."),
-        click.option("--limit", type=click.IntRange(min=1),
-                     help="Use at most N images (seeded)."),
         click.option("--epochs", type=click.IntRange(min=1), default=10),
         click.option("--steps-per-epoch", type=click.IntRange(min=1),
                      help="Steps per epoch [default: one pass over the images]."),
@@ -45,7 +42,7 @@ def gan_training_options(command):
         click.option("--overwrite", is_flag=True, help="Replace an existing run directory."),
     ]):
         command = option(command)
-    return scale_options(command)
+    return selection_options(scale_options(command))
 
 
 @gan.command("train")
@@ -144,18 +141,20 @@ def interpolate(run, steps, rows, seed, out, overwrite) -> None:
 
 @gan.command("evaluate")
 @click.argument("run", type=click.Path(exists=True))
-@click.option("--real", required=True, help="Data spec of the real images.")
-@click.option("--classes", help="Only these classes of --real.")
+@click.option("--real", required=True, help="Data spec of the real images (narrowed by "
+              "--classes, --per-class, --limit).")
 @click.option("--n", "count", type=click.IntRange(min=2), default=2048,
               help="Samples (and real images) to compare.")
 @click.option("--extractor", default="inception",
               help="inception (ImageNet weights) or a kerastl classifier run (domain FID).")
 @click.option("--seed", type=int, default=0)
-def evaluate(run, real, classes, count, extractor, seed) -> None:
+@selection_options
+def evaluate(run, real, count, extractor, seed, classes, per_class, limit) -> None:
     """FID and KID of the GAN of RUN against real images."""
     from kerastl.gan.sampling import evaluate as score
 
-    click.echo(json.dumps(score(run, real, count, extractor, seed, classes), indent=2))
+    click.echo(json.dumps(score(run, real, count, extractor, seed, classes, per_class, limit),
+                          indent=2))
 
 
 def _summarise(result) -> None:

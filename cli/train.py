@@ -38,13 +38,23 @@ BACKBONE_CHOICE = BackboneName()
 RATE = click.FloatRange(min=0, min_open=True)
 
 
-def data_options(command):
-    """Options that choose and split the data."""
+def selection_options(command):
+    """--classes, --per-class, --limit: the same on every command that reads a data spec."""
     for option in reversed([
         click.option("--classes", help="Keep only these classes: names or indices, "
                      "'0-4' or 'cat,dog'."),
         click.option("--per-class", type=click.IntRange(min=1),
-                     help="Few-shot: at most N training images per class (seeded)."),
+                     help="At most N images of each class (seeded)."),
+        click.option("--limit", type=click.IntRange(min=1),
+                     help="At most N images in all (seeded)."),
+    ]):
+        command = option(command)
+    return command
+
+
+def data_options(command):
+    """Options that choose and split the data."""
+    for option in reversed([
         click.option("--val-fraction", type=click.FloatRange(0, 0.9), default=0.2,
                      help="Share of each class held out for validation when the data "
                           "has no val/ split; 0 trains on everything and keeps the last "
@@ -54,7 +64,7 @@ def data_options(command):
                           "pretrained run's size]."),
     ]):
         command = option(command)
-    return command
+    return selection_options(command)
 
 
 def training_options(command):

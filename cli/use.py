@@ -9,7 +9,7 @@ import click
 
 from kerastl_cli.main import cli
 from kerastl_cli.output import print_table
-from kerastl_cli.train import BACKBONE_CHOICE
+from kerastl_cli.train import BACKBONE_CHOICE, selection_options
 
 
 @cli.command()
@@ -25,12 +25,16 @@ from kerastl_cli.train import BACKBONE_CHOICE
               help="Test-time augmentation: average each image's probabilities with its "
                    "mirror image's (for models trained with mirroring).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --errors file.")
-def evaluate(model, data, split, batch_size, as_json, errors_plot, tta, overwrite) -> None:
+@click.option("--seed", type=int, default=0, help="Seeds --per-class and --limit.")
+@selection_options
+def evaluate(model, data, split, batch_size, as_json, errors_plot, tta, overwrite, seed,
+             classes, per_class, limit) -> None:
     """Evaluate MODEL (a run directory, .keras file or export) on DATA."""
     from kerastl.inference import evaluate as run_evaluate
 
     report = run_evaluate(model, data, batch_size=batch_size, split=split,
-                          errors_plot=errors_plot, tta=tta, overwrite=overwrite)
+                          errors_plot=errors_plot, tta=tta, overwrite=overwrite,
+                          classes=classes, per_class=per_class, limit=limit, seed=seed)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

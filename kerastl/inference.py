@@ -13,6 +13,7 @@ import numpy as np
 from kerastl.data import ImageSet
 from kerastl.data.images import IMAGE_EXTENSIONS, BadImage, SkippedFiles, load_image
 from kerastl.data.sources import load_splits
+from kerastl.data.split import narrow
 from kerastl.errors import DataError
 from kerastl.metrics import classification_report
 from kerastl.runs import CONFIG_FILE, atomic_write_text, check_output_file
@@ -38,7 +39,8 @@ def evaluate_heads(model, data: ImageSet, heads: list, split: str, batch_size: i
 
 def evaluate(model: str | Path, data: str, batch_size: int = 64,
              split: str | None = None, errors_plot: str | Path | None = None,
-             tta: bool = False, overwrite: bool = False) -> dict:
+             tta: bool = False, overwrite: bool = False, classes=None,
+             per_class: int | None = None, limit: int | None = None, seed: int = 0) -> dict:
     """Classification report of a trained model (any format ``load_classifier`` reads) on ``data``.
 
     A pre-split folder (or a source with a test split) is evaluated on ``test``
@@ -46,7 +48,8 @@ def evaluate(model: str | Path, data: str, batch_size: int = 64,
     ``errors_plot``, the most confident mistakes are saved there as a grid. ``tta``
     averages each image's probabilities with its mirror image's (see
     :meth:`Classifier.probabilities`). ``errors_plot`` is never one of the command's inputs,
-    and an existing file only with ``overwrite``.
+    and an existing file only with ``overwrite``. ``classes``, ``per_class`` and ``limit``
+    narrow the evaluated split as they narrow training data (seeded with ``seed``).
     """
     if errors_plot:
         errors_plot = check_output_file(errors_plot, overwrite, _inputs(model, [data]),
@@ -57,7 +60,8 @@ def evaluate(model: str | Path, data: str, batch_size: int = 64,
     chosen = split or next(s for s in ("test", "val", "train") if s in splits)
     if chosen not in splits:
         raise DataError(f"{data} has no {chosen!r} split; it has {sorted(splits)}")
-    images = splits[chosen].relabel_to(classifier.class_names)
+    images = narrow(splits[chosen], classes, per_class, limit, seed)
+    images = images.relabel_to(classifier.class_names)
     probabilities = classifier.probabilities(images.images, batch_size, tta=tta)
     report = classification_report(images.labels, probabilities, images.class_names, chosen)
     if errors_plot:

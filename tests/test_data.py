@@ -190,3 +190,30 @@ def test_every_consumer_of_a_split_works_on_a_streamed_one(image_folder, monkeyp
                         image_size=32, frozen_epochs=0, finetune_epochs=1, copies=1,
                         batch_size=8, runs_dir=str(tmp_path), name="color", verbose=0)
     assert "val" in color.metrics and max(reads) <= 8  # never the whole folder at once
+
+
+def test_every_command_that_reads_a_data_spec_takes_the_same_data_options():
+    from kerastl_cli.main import cli
+
+    commands = [("finetune",), ("pretrain",), ("multitask",), ("lr-find",), ("evaluate",),
+                ("gan", "train"), ("gan", "finetune"), ("gan", "evaluate"),
+                ("edit", "train-color")]
+    for path in commands:
+        command = cli
+        for name in path:
+            command = command.commands[name]
+        options = {opt for param in command.params for opt in getattr(param, "opts", [])}
+        assert {"--classes", "--per-class", "--limit"} <= options, path
+
+
+def test_limit_and_per_class_cut_labelled_and_unlabelled_data_alike(image_folder, trained_run):
+    from kerastl.data.bundle import load_images
+    from kerastl.inference import evaluate
+
+    limited = load_data(str(image_folder), 8, val_fraction=0.25, seed=3, limit=20)
+    assert len(limited.train) + len(limited.val) == 20
+    few = load_images(str(image_folder), 8, val_fraction=0.0, seed=3, per_class=2)
+    assert len(few.train) == 6 and few.class_names == ["image"]  # 2 of each of 3 folders
+    report = evaluate(trained_run, str(image_folder), classes="red,blue", per_class=4)
+    assert report["n"] == 8 and set(report["per_class"]) == {"blue", "green", "red"}
+    assert report["per_class"]["green"]["support"] == 0

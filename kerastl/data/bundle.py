@@ -11,7 +11,7 @@ import numpy as np
 from kerastl.data.images import SkippedFiles
 from kerastl.data.imageset import ImageSet, parse_classes
 from kerastl.data.sources import UNLABELLED, load_splits, load_unlabelled_splits
-from kerastl.data.split import sample_per_class, stratified_split
+from kerastl.data.split import narrow, sample_limit, sample_per_class, stratified_split
 from kerastl.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class DataBundle:
 
 def load_data(spec: str, image_size: int | tuple[int, int], *, val_fraction: float = 0.2,
               seed: int = 0, classes: str | Sequence[str | int] | None = None,
-              per_class: int | None = None) -> DataBundle:
+              per_class: int | None = None, limit: int | None = None) -> DataBundle:
     """Read ``spec`` into a :class:`DataBundle` of uint8 RGB images at ``image_size``.
 
     Args:
@@ -66,6 +66,8 @@ def load_data(spec: str, image_size: int | tuple[int, int], *, val_fraction: flo
             validation split, validation is carved from these same images
             (``val_fraction`` of them, at least one per class), so that model
             selection sees only the few labels; a test split is never cut.
+        limit: then keep at most this many training images in all (seeded), as
+            ``per_class`` does (validation is carved from them).
     """
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     skipped = SkippedFiles()
@@ -77,8 +79,7 @@ def load_data(spec: str, image_size: int | tuple[int, int], *, val_fraction: flo
         splits = {name: part.select_classes(classes) for name, part in splits.items()}
     train = splits["train"]
     _check_classes(spec, train)
-    if per_class:
-        train = sample_per_class(train, per_class, seed)
+    train = narrow(train, per_class=per_class, limit=limit, seed=seed)
     val = splits.get("val")
     if val is None:
         train, val = stratified_split(train, val_fraction, seed)
@@ -100,28 +101,33 @@ def _warn_unvalidated(spec: str, train: ImageSet, val: ImageSet) -> None:
 
 def load_images(spec: str, image_size: int | tuple[int, int], *, val_fraction: float = 0.2,
                 seed: int = 0, classes: str | Sequence[str | int] | None = None,
-                limit: int | None = None) -> DataBundle:
+                per_class: int | None = None, limit: int | None = None) -> DataBundle:
     """Read ``spec`` for a task that needs no labels (editing, generation).
 
     A folder may hold images directly, in sub-folders, or in ``train/ val/ test/``;
     ``classes`` keeps only those class folders (or classes of a labelled source),
-    ``limit`` keeps that many training images (seeded). The bundle has one class,
-    ``image``; validation is a seeded random share of the training images where
-    the source has no split of its own (``val_fraction`` 0: none).
+    ``per_class`` at most that many training images of each (seeded; it needs classes: class
+    folders or a labelled source), ``limit`` at most that many training images in all. The
+    bundle has one class, ``image``; validation is a seeded random share of the training
+    images where the source has no split of its own (``val_fraction`` 0: none).
     """
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     skipped = SkippedFiles()
     classes = parse_classes(classes)
-    if classes:
-        splits = {name: _unlabel(part.select_classes(classes))
-                  for name, part in load_splits(spec, size, skipped).items()}
+    if classes or per_class:
+        splits = load_splits(spec, size, skipped)
+        if classes:
+            splits = {name: part.select_classes(classes) for name, part in splits.items()}
+        if per_class:
+            splits["train"] = sample_per_class(splits["train"], per_class, seed)
+        splits = {name: _unlabel(part) for name, part in splits.items()}
     else:
         splits = load_unlabelled_splits(spec, size, skipped)
     if skipped.total:
         log.warning("%s", skipped.summary())
     train = splits["train"]
     if limit:
-        train = sample_per_class(train, limit, seed)
+        train = sample_limit(train, limit, seed)
     if len(train) < 2:
         raise DataError(f"{spec}: at least 2 training images are needed; found {len(train)}")
     val = splits.get("val")

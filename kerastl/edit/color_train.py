@@ -58,6 +58,9 @@ class ColorConfig(ScaleSettings):
     backbone: str | None = "mobilenetv3small"
     weights: str | None = "imagenet"
     image_size: int | None = None
+    classes: str | list[str | int] | None = None
+    per_class: int | None = None
+    limit: int | None = None
     strength: float = 1.0
     copies: int = 8
     batch_size: int = 32
@@ -89,7 +92,8 @@ class ColorConfig(ScaleSettings):
 
 
 #: (setting, low, high, low is open): what ColorConfig accepts; the CLI's types agree.
-_RANGES = [("image_size", 16, None, False), ("strength", 0.05, 1, False),
+_RANGES = [("image_size", 16, None, False), ("per_class", 1, None, False),
+           ("limit", 1, None, False), ("strength", 0.05, 1, False),
            ("copies", 1, None, False), ("batch_size", 1, None, False),
            ("frozen_epochs", 0, None, False), ("finetune_epochs", 0, None, False),
            ("lr", 0, None, True),
@@ -121,7 +125,8 @@ def run_color(config: ColorConfig) -> ColorResult:
     with strategy.scope():
         backbone = resolve_backbone(config.backbone, config.weights, config.image_size)
     bundle = load_images(config.data, backbone.meta.image_size,
-                         val_fraction=config.val_fraction, seed=config.seed)
+                         val_fraction=config.val_fraction, seed=config.seed,
+                         classes=config.classes, per_class=config.per_class, limit=config.limit)
     path = run_path(config.runs_dir, config.name, default_run_name(JOB, backbone.meta.name))
     with worker_run_dir(strategy, path, JOB, config.overwrite) as run, run.capture_log(log):
         with strategy.scope():

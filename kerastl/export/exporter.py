@@ -114,7 +114,8 @@ class ModelSource:
                 bundle = load_data(settings["data"], size,
                                    val_fraction=settings.get("val_fraction", 0.2),
                                    seed=settings.get("seed", 0), classes=settings.get("classes"),
-                                   per_class=settings.get("per_class"))
+                                   per_class=settings.get("per_class"),
+                                   limit=settings.get("limit"))
             except (KerastlError, TypeError, ValueError):
                 return None
             return {"train": bundle.train, "val": bundle.val}

@@ -61,14 +61,16 @@ def interpolate(run: str | Path, out: str | Path, steps: int = 10, rows: int = 4
 
 
 def evaluate(run: str | Path, real: str, count: int = 2048, extractor: str = "inception",
-             seed: int = 0, classes=None) -> dict:
+             seed: int = 0, classes=None, per_class: int | None = None,
+             limit: int | None = None) -> dict:
     """FID and KID of ``count`` samples against up to ``count`` real images of ``real``."""
     from kerastl.data.bundle import load_images
     from kerastl.metrics.generative import FeatureExtractor, fid_kid
 
     gan = load_gan(run)
     size, channels = gan.generator.output_shape[1], gan.generator.output_shape[-1]
-    bundle = load_images(real, size, val_fraction=0.0, seed=seed, classes=classes)
+    bundle = load_images(real, size, val_fraction=0.0, seed=seed, classes=classes,
+                         per_class=per_class, limit=limit)
     pool = [np.asarray(part.images[:count]) for part in (bundle.train, bundle.test)
             if part is not None]  # a streamed folder: decode only what is compared
     real_images = np.concatenate(pool)[:count]

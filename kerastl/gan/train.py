@@ -70,6 +70,7 @@ class GanConfig(ScaleSettings):
     diffaugment: str = "auto"
     spectral_norm: bool = False
     classes: str | list[str | int] | None = None
+    per_class: int | None = None
     limit: int | None = None
     init: str | None = None
     freeze_d: int = 0
@@ -100,7 +101,8 @@ class GanConfig(ScaleSettings):
 _RANGES = [("latent_dim", 2, None, False), ("width", 4, None, False), ("epochs", 1, None, False),
            ("steps_per_epoch", 1, None, False), ("batch_size", 1, None, False),
            ("d_lr", 0, None, True), ("g_lr", 0, None, True), ("beta_1", 0, 1, False),
-           ("ema_decay", 0, 1, False), ("limit", 1, None, False), ("freeze_d", 0, None, False)]
+           ("ema_decay", 0, 1, False), ("per_class", 1, None, False), ("limit", 1, None, False),
+           ("freeze_d", 0, None, False)]
 IMAGE_SIZES = (32, 64, 128)
 
 
@@ -204,7 +206,7 @@ class GanImages:
 
 def _images(config: GanConfig, size: int, channels: int | None) -> GanImages:
     bundle = load_images(config.data, size, val_fraction=0.0, seed=config.seed,
-                         classes=config.classes, limit=config.limit)
+                         classes=config.classes, per_class=config.per_class, limit=config.limit)
     channels = channels or config.channels or (1 if _all_gray(bundle.train.images) else 3)
     return GanImages(bundle.train, int(channels))
 

@@ -65,6 +65,7 @@ class FinetuneConfig(ScaleSettings):
     image_size: int | None = None
     classes: str | list[str | int] | None = None
     per_class: int | None = None
+    limit: int | None = None
     val_fraction: float = 0.2
     batch_size: int = 32
     frozen_epochs: int = 2
@@ -129,7 +130,8 @@ class FinetuneConfig(ScaleSettings):
 
 #: (setting, low, high, low is open): what FinetuneConfig accepts; the CLI's types agree.
 _RANGES = [("image_size", 8, None, False), ("per_class", 1, None, False),
-           ("val_fraction", 0, 0.9, False), ("batch_size", 1, None, False),
+           ("limit", 1, None, False), ("val_fraction", 0, 0.9, False),
+           ("batch_size", 1, None, False),
            ("frozen_epochs", 0, None, False), ("finetune_epochs", 0, None, False),
            ("lr", 0, None, True), ("finetune_lr", 0, None, True),
            ("group_factor", 1, None, False), ("bn_momentum", 0, 1, False),
@@ -185,9 +187,7 @@ def run_finetune(config: FinetuneConfig, existing: Path | None = None) -> Finetu
         with strategy.scope():  # before any layer is built
             backbone = resolve_backbone(config.backbone, config.weights, config.image_size,
                                         config.bn_momentum)
-        bundle = load_data(config.data, backbone.meta.image_size,
-                           val_fraction=config.val_fraction, seed=config.seed,
-                           classes=config.classes, per_class=config.per_class)
+        bundle = config_data(config, backbone.meta.image_size)
         heads = [make_head(*parse_head(option), bundle.class_names)
                  for option in config.heads or []]
         path = existing or run_path(config.runs_dir, config.name,
@@ -228,8 +228,7 @@ def resume_finetune(run_dir: str | Path) -> FinetuneResult:
         with strategy.scope():
             model = build_backbone(meta.name, meta.image_size, None, meta.bn_momentum)
         backbone = ResolvedBackbone(model, meta, transferred=transferred)
-        bundle = load_data(config.data, meta.image_size, val_fraction=config.val_fraction,
-                           seed=config.seed, classes=config.classes, per_class=config.per_class)
+        bundle = config_data(config, meta.image_size)
         heads = [make_head(*parse_head(option), bundle.class_names)
                  for option in config.heads or []]
         with worker_run_dir(strategy, run.path, existing=True) as worker_run, \
@@ -237,6 +236,13 @@ def resume_finetune(run_dir: str | Path) -> FinetuneResult:
             log.info("resuming %s after epoch %d (phase %d)", run.path, state.epochs_done,
                      state.phase_index + 1)
             return _train(config, strategy, backbone, bundle, heads, worker_run, state)
+
+
+def config_data(config: FinetuneConfig, image_size: int) -> DataBundle:
+    """The data a run's settings select (the split is re-drawn the same from the seed)."""
+    return load_data(config.data, image_size, val_fraction=config.val_fraction,
+                     seed=config.seed, classes=config.classes, per_class=config.per_class,
+                     limit=config.limit)
 
 
 def _start(config: FinetuneConfig):

@@ -36,7 +36,7 @@ def lr_find(config, steps: int = 100, start: float = 1e-7, end: float = 10.0,
             plot: str | Path | None = None) -> LRFindResult:
     """Sweep the rate on the first phase of ``config`` (a :class:`FinetuneConfig`)."""
     from kerastl.backbones import layer_groups
-    from kerastl.data import load_data
+    from kerastl.transfer.finetune import config_data
     from kerastl.data.pipeline import make_dataset
     from kerastl.transfer.model import build_classifier, resolve_backbone
     from kerastl.transfer.schedule import apply_phase, plan_phases
@@ -46,8 +46,7 @@ def lr_find(config, steps: int = 100, start: float = 1e-7, end: float = 10.0,
     keras.utils.set_random_seed(config.seed)
     backbone = resolve_backbone(config.backbone, config.weights, config.image_size,
                                 config.bn_momentum)
-    bundle = load_data(config.data, backbone.meta.image_size, val_fraction=config.val_fraction,
-                       seed=config.seed, classes=config.classes, per_class=config.per_class)
+    bundle = config_data(config, backbone.meta.image_size)
     phase = plan_phases(transfer=backbone.transferred, frozen_epochs=max(config.frozen_epochs, 1),
                         finetune_epochs=config.finetune_epochs, lr=config.lr,
                         finetune_lr=config.finetune_lr, unfreeze=config.unfreeze,
