@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from kerastl.transfer.config import DEFAULT_BACKBONE
 from kerastl_cli.main import cli
 from kerastl_cli.output import print_table
 from kerastl_cli.train import BACKBONE_CHOICE, RATE, scale_options, selection_options
@@ -57,7 +58,7 @@ def train_color(ctx: click.Context, data, **options) -> None:
     from kerastl.edit.color_train import ColorConfig, run_color
 
     if options["backbone"] is None and options["weights"] in ("imagenet", "none"):
-        options["backbone"] = "mobilenetv3small"
+        options["backbone"] = DEFAULT_BACKBONE
     result = run_color(ColorConfig(data=data, verbose=ctx.obj["fit_verbose"], **options))
     split = "test" if "test" in result.metrics else "val"
     figures = result.metrics[split]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 
 import click
 
 from kerastl.backbones import REGISTRY, get_spec
+from kerastl.compute import JIT_SETTINGS, PRECISIONS
+from kerastl.transfer.config import DEFAULT_BACKBONE, SELECT_MODES, FinetuneConfig
 from kerastl.errors import KerastlError
 from kerastl.data.pipeline import AUGMENTATIONS
 from kerastl.distribute import STRATEGIES
-from kerastl.transfer.schedule import RECIPES
+from kerastl.transfer.schedule import RECIPES, SCHEDULES
 from kerastl.quickstart import DEFAULTS as QUICKSTART
 from kerastl_cli.main import cli
 from kerastl_cli.output import print_table
@@ -34,6 +37,8 @@ class BackboneName(click.ParamType):
 
 
 BACKBONE_CHOICE = BackboneName()
+#: FinetuneConfig's defaults: every training option shows (and gets) the library's own.
+DEFAULT = {field.name: field.default for field in dataclasses.fields(FinetuneConfig)}
 #: A learning rate: a number above 0.
 RATE = click.FloatRange(min=0, min_open=True)
 
@@ -55,7 +60,8 @@ def selection_options(command):
 def data_options(command):
     """Options that choose and split the data."""
     for option in reversed([
-        click.option("--val-fraction", type=click.FloatRange(0, 0.9), default=0.2,
+        click.option("--val-fraction", type=click.FloatRange(0, 0.9),
+                     default=DEFAULT["val_fraction"],
                      help="Share of each class held out for validation when the data "
                           "has no val/ split; 0 trains on everything and keeps the last "
                           "epoch (no early stopping)."),
@@ -70,44 +76,47 @@ def data_options(command):
 def training_options(command):
     """Options every training command shares."""
     for option in reversed([
-        click.option("--batch-size", type=click.IntRange(min=1), default=32),
-        click.option("--lr", type=RATE, default=1e-3, help="Adam learning rate (the head's "
+        click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT["batch_size"]),
+        click.option("--lr", type=RATE, default=DEFAULT["lr"],
+                     help="Adam learning rate (the head's "
                      "rate while the backbone is frozen)."),
-        click.option("--augment", type=click.Choice(AUGMENTATIONS), default="light",
+        click.option("--augment", type=click.Choice(AUGMENTATIONS), default=DEFAULT["augment"],
                      help="Augmentation preset from Keras core layers."),
         click.option("--mixup", is_flag=True, help="MixUp batches (one-hot labels)."),
         click.option("--cutmix", is_flag=True, help="CutMix batches (one-hot labels)."),
-        click.option("--label-smoothing", type=click.FloatRange(0, 0.5), default=0.0,
+        click.option("--label-smoothing", type=click.FloatRange(0, 0.5),
+                     default=DEFAULT["label_smoothing"],
                      help="Label smoothing (one-hot labels with categorical cross-entropy)."),
         click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none",
                      help="balanced: weigh each class by n / (classes x its count)."),
-        click.option("--weight-decay", type=click.FloatRange(0), default=0.0,
+        click.option("--weight-decay", type=click.FloatRange(0), default=DEFAULT["weight_decay"],
                      help="Decoupled weight decay (AdamW instead of Adam)."),
-        click.option("--dropout", type=click.FloatRange(0, 0.95), default=0.2,
+        click.option("--dropout", type=click.FloatRange(0, 0.95), default=DEFAULT["dropout"],
                      help="Dropout before the classification layer."),
         click.option("--bn-momentum", type=click.FloatRange(0, 1),
                      help="BatchNorm momentum [default: 0.9 from scratch, the "
                           "backbone's own otherwise]."),
-        click.option("--patience", type=click.IntRange(min=1), default=5,
+        click.option("--patience", type=click.IntRange(min=1), default=DEFAULT["patience"],
                      help="Early stopping: epochs without a better --select metric, per phase."),
-        click.option("--select", type=click.Choice(["accuracy", "loss"]), default="accuracy",
+        click.option("--select", type=click.Choice(list(SELECT_MODES)), default=DEFAULT["select"],
                      help="The epoch kept: highest validation accuracy, or lowest validation "
                           "loss (smoother with a few validation images)."),
-        click.option("--seed", type=int, default=0, help="Seeds Python, NumPy, TensorFlow, "
+        click.option("--seed", type=int, default=DEFAULT["seed"], help="Seeds Python, NumPy, "
+                     "TensorFlow, "
                      "the split and augmentation."),
-        click.option("--jit-compile", type=click.Choice(["auto", "on", "off"]), default="auto",
+        click.option("--jit-compile", type=click.Choice(JIT_SETTINGS),
+                     default=DEFAULT["jit_compile"],
                      help="XLA. auto: on for backbones over 5M parameters on one device "
                           "(ResNet50 trained 1.7x faster on a CPU), off for small ones."),
-        click.option("--precision", type=click.Choice(["float32", "mixed_float16",
-                                                       "mixed_bfloat16"]), default="float32",
+        click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULT["precision"],
                      help="Mixed precision (the output layer stays float32); "
                           "mixed_bfloat16 is slow on CPUs without bfloat16 units."),
-        click.option("--deterministic/--no-deterministic", default=True,
+        click.option("--deterministic/--no-deterministic", default=DEFAULT["deterministic"],
                      help="TensorFlow op determinism: the same seed repeats a run exactly."),
-        click.option("--feature-cache/--no-feature-cache", default=True,
+        click.option("--feature-cache/--no-feature-cache", default=DEFAULT["feature_cache"],
                      help="Frozen phase without augmentation: compute backbone features "
                           "once and train the head on them."),
-        click.option("--runs-dir", type=click.Path(file_okay=False), default="runs"),
+        click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULT["runs_dir"]),
         click.option("--name", help="Run directory name [default: JOB-BACKBONE-TIME]."),
         click.option("--overwrite", is_flag=True, help="Replace an existing run directory."),
     ]):
@@ -146,25 +155,29 @@ def schedule_options(command):
         click.option("--backbone", type=BACKBONE_CHOICE, default=None,
                      help="Registered backbone (see 'kerastl backbones') [default: "
                           "mobilenetv3small, or the one in a --weights run]."),
-        click.option("--weights", default="imagenet",
+        click.option("--weights", default=DEFAULT["weights"],
                      help="imagenet, none, a .weights.h5 file, or a 'kerastl pretrain' run "
                           "directory."),
-        click.option("--frozen-epochs", type=click.IntRange(min=0), default=2,
+        click.option("--frozen-epochs", type=click.IntRange(min=0),
+                     default=DEFAULT["frozen_epochs"],
                      help="Phase 1: epochs with the backbone frozen (head only)."),
-        click.option("--finetune-epochs", type=click.IntRange(min=0), default=3,
+        click.option("--finetune-epochs", type=click.IntRange(min=0),
+                     default=DEFAULT["finetune_epochs"],
                      help="Phase 2: epochs with the top of the backbone unfrozen."),
         click.option("--finetune-lr", type=RATE,
                      help="Phase-2 learning rate [default: --lr / 10]."),
-        click.option("--unfreeze", default="all",
+        click.option("--unfreeze", default=DEFAULT["unfreeze"],
                      help="What phase 2 unfreezes: all, N layers, a fraction (0.25), or "
                           "Kblocks."),
         click.option("--train-bn", is_flag=True,
                      help="BatchNorm in unfrozen blocks trains (scale, offset, batch "
                           "statistics)."),
-        click.option("--schedule", type=click.Choice(["cosine", "onecycle", "constant"]),
-                     default="cosine", help="Rate within each phase: cosine (10%% warm-up, "
+        click.option("--schedule", type=click.Choice(SCHEDULES),
+                     default=DEFAULT["schedule"],
+                     help="Rate within each phase: cosine (10%% warm-up, "
                      "then cosine decay), onecycle, or constant."),
-        click.option("--group-factor", type=click.FloatRange(min=1.0), default=1.0,
+        click.option("--group-factor", type=click.FloatRange(min=1.0),
+                     default=DEFAULT["group_factor"],
                      help="Discriminative rates: each lower block group trains this many "
                           "times slower (ULMFiT: 2.6; 1: one rate)."),
         click.option("--gradual", is_flag=True,
@@ -182,7 +195,7 @@ def schedule_options(command):
 
 def _default_backbone(options: dict) -> dict:
     if options["backbone"] is None and options["weights"] in ("imagenet", "none"):
-        options["backbone"] = "mobilenetv3small"
+        options["backbone"] = DEFAULT_BACKBONE
     return options
 
 

@@ -181,3 +181,19 @@ def test_evaluate_errors_option(cli_run, session_folder, tmp_path):
     has_mistakes = report["accuracy"] < 1.0
     assert (report["errors_plot"] is not None) == has_mistakes
     assert (tmp_path / "errors.png").exists() == has_mistakes
+
+
+def test_the_cli_shows_and_uses_the_librarys_defaults():
+    """One place for each default: finetune's options read FinetuneConfig's."""
+    import dataclasses
+
+    from kerastl.transfer.config import FinetuneConfig
+
+    library = {field.name: field.default for field in dataclasses.fields(FinetuneConfig)}
+    command = cli.commands["finetune"]
+    shown = {p.name: p.default for p in command.params
+             if p.name in library and isinstance(p.default, (bool, int, float, str))}
+    assert len(shown) >= 20
+    differ = {name: (value, library[name]) for name, value in shown.items()
+              if value != library[name]}
+    assert differ == {"class_weight": ("none", None)}  # the CLI's word for no weighting

@@ -34,6 +34,7 @@ from kerastl.transfer.callbacks import BestModelSaver, FittedPhases, HistoryWrit
     fit_verbosity
 from kerastl.transfer.rates import make_optimizer
 from kerastl.transfer.model import pretrained_run_backbone, resolve_backbone
+from kerastl.transfer.config import DEFAULT_BACKBONE
 from kerastl.transfer.schedule import apply_phase, parse_unfreeze, plan_phases
 
 log = logging.getLogger("kerastl")
@@ -55,7 +56,7 @@ class ColorConfig(ScaleSettings):
     """
 
     data: str
-    backbone: str | None = "mobilenetv3small"
+    backbone: str | None = DEFAULT_BACKBONE
     weights: str | None = "imagenet"
     image_size: int | None = None
     classes: str | list[str | int] | None = None

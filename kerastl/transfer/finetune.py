@@ -10,19 +10,18 @@ from pathlib import Path
 import numpy as np
 
 from kerastl._tf import tensorflow
-from kerastl.compute import check_precision, normalise_jit, precision_policy, use_xla
+from kerastl.compute import precision_policy, use_xla
 from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, BackboneMeta, build_backbone, \
     layer_groups
-from kerastl.data import DataBundle, load_data, parse_classes
-from kerastl.data.pipeline import AUGMENTATIONS, make_dataset
-from kerastl.distribute import ScaleSettings, synchronize_batchnorm, validation_batch, \
-    worker_run_dir
+from kerastl.data import DataBundle, load_data
+from kerastl.data.pipeline import make_dataset
+from kerastl.distribute import synchronize_batchnorm, validation_batch, worker_run_dir
 from kerastl.engine import start_run
 from kerastl.errors import KerastlError, RunDirError
 from kerastl.loop import fit, needs_own_loop
 from kerastl.report import plot_confusion, plot_history
 from kerastl.runs import CLASSIFIER_JOBS, CONFIG_FILE, HEADS_FILE, HISTORY_FILE, LABELS_FILE, \
-    METRICS_FILE, MODEL_FILE, RunDir, check_name, default_run_name, load_keras_model, \
+    METRICS_FILE, MODEL_FILE, RunDir, default_run_name, load_keras_model, \
     require_job, require_settings, run_path, versions
 from kerastl.transfer.checkpoint import EpochCheckpoint, TrainingState, load_weights, \
     remove_checkpoints, restore_optimizer, truncate_history
@@ -31,112 +30,15 @@ from kerastl.transfer.callbacks import BestModelSaver, FittedPhases, HistoryWrit
 from kerastl.transfer.heads import PRIMARY, Head, lookups, make_head, parse_head
 from kerastl.transfer.feature_cache import can_cache_features, features_of, split_at_features
 from kerastl.transfer.model import ResolvedBackbone, build_classifier, resolve_backbone
-from kerastl.settings import check_choice, check_range, check_types, from_settings
-from kerastl.transfer.rates import SCHEDULES, discriminative_factors, make_optimizer, \
-    make_schedule
-from kerastl.transfer.schedule import RECIPES, Phase, apply_phase, parse_unfreeze, \
-    plan_phases, ramp_factor
+from kerastl.settings import from_settings
+from kerastl.transfer.config import SELECT_MODES, FinetuneConfig
+from kerastl.transfer.rates import discriminative_factors, make_optimizer, make_schedule
+from kerastl.transfer.schedule import Phase, apply_phase, plan_phases, ramp_factor
 
 log = logging.getLogger("kerastl")
 
-#: What ``select`` may be, and whether its best is the highest or lowest value.
-SELECT_MODES = {"accuracy": "max", "loss": "min"}
-
-
-@dataclasses.dataclass
-class FinetuneConfig(ScaleSettings):
-    """Every setting of a finetuning run; saved as ``config.json`` to repeat it.
-
-    The defaults are the documented ones: 2 frozen epochs at ``lr`` 1e-3 (Adam),
-    then 3 epochs with the whole backbone unfrozen at ``lr / 10``, BatchNorm
-    kept frozen, light augmentation, 20% of each class held out for validation.
-    With ``augment="none"`` the frozen phase trains the head on backbone features
-    computed once (``feature_cache``; same model, fewer forward passes).
-    ``deterministic`` turns on TensorFlow's op determinism, so that a seed repeats
-    a run exactly (on the same machine); it cannot be turned off again in the process.
-    ``select`` is what picks the kept epoch and drives early stopping: the highest
-    validation ``accuracy``, or the lowest validation ``loss`` (smoother with a few
-    validation images, where accuracy moves in coarse steps and spikes).
-    """
-
-    data: str
-    backbone: str | None = "mobilenetv3small"
-    weights: str | None = "imagenet"
-    image_size: int | None = None
-    classes: str | list[str | int] | None = None
-    per_class: int | None = None
-    limit: int | None = None
-    val_fraction: float = 0.2
-    batch_size: int = 32
-    frozen_epochs: int = 2
-    finetune_epochs: int = 3
-    lr: float = 1e-3
-    finetune_lr: float | None = None
-    unfreeze: str = "all"
-    train_bn: bool = False
-    schedule: str = "cosine"
-    group_factor: float = 1.0
-    gradual: bool = False
-    recipe: str | None = None
-    bn_momentum: float | None = None
-    dropout: float = 0.2
-    augment: str = "light"
-    mixup: bool = False
-    cutmix: bool = False
-    label_smoothing: float = 0.0
-    class_weight: str | None = None
-    weight_decay: float = 0.0
-    patience: int = 5
-    select: str = "accuracy"
-    seed: int = 0
-    jit_compile: str = "auto"
-    precision: str = "float32"
-    deterministic: bool = True
-    feature_cache: bool = True
-    heads: list[str] | None = None
-    runs_dir: str = "runs"
-    name: str | None = None
-    overwrite: bool = False
-    job: str = "finetune"
-    save_backbone: bool = False
-    verbose: int | None = None
-
-    def __post_init__(self):
-        check_types(self)
-        for name, low, high, low_open in _RANGES:
-            check_range(self, name, low, high, low_open)
-        if self.name:
-            check_name(self.name)
-        parse_unfreeze(self.unfreeze)  # a bad spec fails before any work
-        for name, choices in (("select", SELECT_MODES), ("augment", AUGMENTATIONS),
-                              ("schedule", SCHEDULES), ("recipe", (None, *RECIPES)),
-                              ("job", CLASSIFIER_JOBS)):
-            check_choice(self, name, choices)
-        self.class_weight = None if self.class_weight in (None, "none") else self.class_weight
-        if self.heads and (self.label_smoothing or self.class_weight or self.mixup
-                           or self.cutmix):
-            raise KerastlError("multi-task runs take plain class labels: no --label-smoothing, "
-                               "--class-weight, --mixup or --cutmix (per-head weights are not "
-                               "supported yet)")
-        if self.class_weight not in (None, "balanced"):
-            raise KerastlError(f"--class-weight takes none or balanced. "
-                               f"Received: {self.class_weight!r}")
-        self.classes = parse_classes(self.classes)
-        self.jit_compile = normalise_jit(self.jit_compile)
-        check_precision(self.precision)
-        self.data = str(self.data)
-        self.weights = None if self.weights in (None, "none") else str(self.weights)
-
-
-#: (setting, low, high, low is open): what FinetuneConfig accepts; the CLI's types agree.
-_RANGES = [("image_size", 8, None, False), ("per_class", 1, None, False),
-           ("limit", 1, None, False), ("val_fraction", 0, 0.9, False),
-           ("batch_size", 1, None, False),
-           ("frozen_epochs", 0, None, False), ("finetune_epochs", 0, None, False),
-           ("lr", 0, None, True), ("finetune_lr", 0, None, True),
-           ("group_factor", 1, None, False), ("bn_momentum", 0, 1, False),
-           ("dropout", 0, 0.95, False), ("label_smoothing", 0, 0.5, False),
-           ("weight_decay", 0, None, False), ("patience", 1, None, False)]
+__all__ = ["FinetuneConfig", "FinetuneResult", "finetune", "multitask", "pretrain",
+           "resume_finetune", "run_finetune"]
 
 
 @dataclasses.dataclass

@@ -14,10 +14,10 @@ import math
 
 from kerastl._tf import keras_module
 from kerastl.errors import KerastlError
+from kerastl.transfer.schedule import SCHEDULES
 
 keras = keras_module()
 
-SCHEDULES = ("cosine", "onecycle", "constant")
 #: Share of a phase's steps spent warming up under ``cosine``.
 WARMUP_SHARE = 0.1
 

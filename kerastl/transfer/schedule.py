@@ -53,6 +53,8 @@ FINE_TUNE_RATIO = 100.0
 #: rate and its rate grows 1.5x per epoch until it meets the head's.
 RAMP_START, RAMP_GROWTH = 0.1, 1.5
 RECIPES = ("fine_tune", "backbone_finetuning")
+#: How the rate moves within a phase (see :func:`kerastl.transfer.rates.make_schedule`).
+SCHEDULES = ("cosine", "onecycle", "constant")
 
 
 def ramp_factor(phase: Phase, epoch_in_phase: int) -> float:

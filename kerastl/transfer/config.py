@@ -1,0 +1,118 @@
+"""The settings of a classifier run (finetune, pretrain, multitask), with no TensorFlow
+imported: the CLI reads its defaults and choices from here (``kerastl --help`` stays fast), and
+``config.json`` records them to repeat a run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from kerastl.compute import check_precision, normalise_jit
+from kerastl.data.imageset import parse_classes
+from kerastl.data.pipeline import AUGMENTATIONS
+from kerastl.distribute import ScaleSettings
+from kerastl.errors import KerastlError
+from kerastl.runs import CLASSIFIER_JOBS, check_name
+from kerastl.settings import check_choice, check_range, check_types
+from kerastl.transfer.schedule import RECIPES, SCHEDULES, parse_unfreeze
+
+#: The backbone a classifier run uses when none is named (and no pretrained run gives one).
+DEFAULT_BACKBONE = "mobilenetv3small"
+
+#: What ``select`` may be, and whether its best is the highest or lowest value.
+SELECT_MODES = {"accuracy": "max", "loss": "min"}
+
+
+@dataclasses.dataclass
+class FinetuneConfig(ScaleSettings):
+    """Every setting of a finetuning run; saved as ``config.json`` to repeat it.
+
+    The defaults are the documented ones: 2 frozen epochs at ``lr`` 1e-3 (Adam),
+    then 3 epochs with the whole backbone unfrozen at ``lr / 10``, BatchNorm
+    kept frozen, light augmentation, 20% of each class held out for validation.
+    With ``augment="none"`` the frozen phase trains the head on backbone features
+    computed once (``feature_cache``; same model, fewer forward passes).
+    ``deterministic`` turns on TensorFlow's op determinism, so that a seed repeats
+    a run exactly (on the same machine); it cannot be turned off again in the process.
+    ``select`` is what picks the kept epoch and drives early stopping: the highest
+    validation ``accuracy``, or the lowest validation ``loss`` (smoother with a few
+    validation images, where accuracy moves in coarse steps and spikes).
+    """
+
+    data: str
+    backbone: str | None = DEFAULT_BACKBONE
+    weights: str | None = "imagenet"
+    image_size: int | None = None
+    classes: str | list[str | int] | None = None
+    per_class: int | None = None
+    limit: int | None = None
+    val_fraction: float = 0.2
+    batch_size: int = 32
+    frozen_epochs: int = 2
+    finetune_epochs: int = 3
+    lr: float = 1e-3
+    finetune_lr: float | None = None
+    unfreeze: str = "all"
+    train_bn: bool = False
+    schedule: str = "cosine"
+    group_factor: float = 1.0
+    gradual: bool = False
+    recipe: str | None = None
+    bn_momentum: float | None = None
+    dropout: float = 0.2
+    augment: str = "light"
+    mixup: bool = False
+    cutmix: bool = False
+    label_smoothing: float = 0.0
+    class_weight: str | None = None
+    weight_decay: float = 0.0
+    patience: int = 5
+    select: str = "accuracy"
+    seed: int = 0
+    jit_compile: str = "auto"
+    precision: str = "float32"
+    deterministic: bool = True
+    feature_cache: bool = True
+    heads: list[str] | None = None
+    runs_dir: str = "runs"
+    name: str | None = None
+    overwrite: bool = False
+    job: str = "finetune"
+    save_backbone: bool = False
+    verbose: int | None = None
+
+    def __post_init__(self):
+        check_types(self)
+        for name, low, high, low_open in _RANGES:
+            check_range(self, name, low, high, low_open)
+        if self.name:
+            check_name(self.name)
+        parse_unfreeze(self.unfreeze)  # a bad spec fails before any work
+        for name, choices in (("select", SELECT_MODES), ("augment", AUGMENTATIONS),
+                              ("schedule", SCHEDULES), ("recipe", (None, *RECIPES)),
+                              ("job", CLASSIFIER_JOBS)):
+            check_choice(self, name, choices)
+        self.class_weight = None if self.class_weight in (None, "none") else self.class_weight
+        if self.heads and (self.label_smoothing or self.class_weight or self.mixup
+                           or self.cutmix):
+            raise KerastlError("multi-task runs take plain class labels: no --label-smoothing, "
+                               "--class-weight, --mixup or --cutmix (per-head weights are not "
+                               "supported yet)")
+        if self.class_weight not in (None, "balanced"):
+            raise KerastlError(f"--class-weight takes none or balanced. "
+                               f"Received: {self.class_weight!r}")
+        self.classes = parse_classes(self.classes)
+        self.jit_compile = normalise_jit(self.jit_compile)
+        check_precision(self.precision)
+        self.data = str(self.data)
+        self.weights = None if self.weights in (None, "none") else str(self.weights)
+
+
+#: (setting, low, high, low is open): what FinetuneConfig accepts; the CLI's types agree.
+_RANGES = [("image_size", 8, None, False), ("per_class", 1, None, False),
+           ("limit", 1, None, False), ("val_fraction", 0, 0.9, False),
+           ("batch_size", 1, None, False),
+           ("frozen_epochs", 0, None, False), ("finetune_epochs", 0, None, False),
+           ("lr", 0, None, True), ("finetune_lr", 0, None, True),
+           ("group_factor", 1, None, False), ("bn_momentum", 0, 1, False),
+           ("dropout", 0, 0.95, False), ("label_smoothing", 0, 0.5, False),
+           ("weight_decay", 0, None, False), ("patience", 1, None, False)]
