@@ -11,6 +11,8 @@ architecture from scratch with the same epochs and data, at its own rate
 from scratch sat at chance, which would flatter transfer).
 
     python benchmarks/transfer_gain.py [--backbone mobilenetv3small] [--seeds 0,1,2]
+    python benchmarks/transfer_gain.py --backbone efficientnetlite0 --weights imagenet \
+        --image-size 64          # transfer from ImageNet instead of classes 0-4
 
 Needs Fashion-MNIST (``apt-get install dataset-fashion-mnist``).
 """
@@ -46,6 +48,8 @@ def main() -> None:
     parser.add_argument("--scratch-lr", type=float, default=1e-3)
     parser.add_argument("--runs", help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--source", help="reuse this pretrain run instead of pretraining")
+    parser.add_argument("--weights", choices=["source", "imagenet"], default="source",
+                        help="transfer from the Fashion-MNIST 0-4 source, or from ImageNet")
     parser.add_argument("--patience", type=int, default=1000,
                         help="early stopping patience (default: off, so both get the same "
                              "budget; from scratch, validation sits at chance for the first "
@@ -64,15 +68,19 @@ def main() -> None:
     started = time.time()
     with tempfile.TemporaryDirectory() as scratch_space:
         runs = args.runs or scratch_space
-        source_dir = args.source or str(pretrain_source(args, runs))
+        if args.weights == "imagenet":
+            transfer_from = dict(backbone=args.backbone, weights="imagenet")
+        else:
+            source_dir = args.source or str(pretrain_source(args, runs))
+            transfer_from = dict(backbone=None, weights=source_dir)
         rows = []
         for labels in map(int, args.labels.split(",")):
             scores = {"transfer": [], "scratch": []}
             for seed in map(int, args.seeds.split(",")):
                 common = dict(classes="5-9", per_class=labels, seed=seed, runs_dir=runs,
                               **schedule(args))
-                transfer = kerastl.finetune("fashion_mnist", weights=source_dir,
-                                            backbone=None, name=f"t{labels}-{seed}", **common)
+                transfer = kerastl.finetune("fashion_mnist", name=f"t{labels}-{seed}",
+                                            **transfer_from, **common)
                 scratch = kerastl.finetune("fashion_mnist", backbone=args.backbone,
                                            weights="none", name=f"s{labels}-{seed}",
                                            **{**common, "lr": args.scratch_lr})
@@ -87,7 +95,7 @@ def main() -> None:
         t, s = scores["transfer"], scores["scratch"]
         gain = 100 * (statistics.mean(t) - statistics.mean(s))
         print(f"{labels:>12} {mean_std(t):>15} {mean_std(s):>15} {gain:>+14.1f}")
-    print(f"\nschedule: {schedule(args)}, scratch lr {args.scratch_lr}; "
+    print(f"\nfrom {args.weights}; schedule: {schedule(args)}, scratch lr {args.scratch_lr}; "
           f"total {time.time() - started:.0f} s")
 
 
