@@ -118,6 +118,7 @@ def test_lr_finder_suggests_a_rate_in_the_sweep_and_leaves_the_weights(session_f
     result = sweep(model, batches, steps=40, start=1e-6, end=10.0)
     assert 1e-6 <= result.suggestion <= 10.0
     assert result.rates == sorted(result.rates) and len(result.rates) == len(result.losses)
+    assert result.rates[0] == pytest.approx(1e-6, rel=1e-6)
     assert result.rates[1] / result.rates[0] == pytest.approx(10 ** (7 / 39), rel=1e-6)
     for old, new in zip(before, model.weights):
         np.testing.assert_array_equal(old, new.numpy())

@@ -67,24 +67,26 @@ def sweep(model, batches, steps: int = 100, start: float = 1e-7, end: float = 10
     """Sweep ``model`` (recompiled with Adam on the sweep) over ``batches`` (an iterator of
     ``(images, labels)``); every weight is restored afterwards."""
     saved = [w.numpy().copy() for w in model.weights]
-    model.compile(keras.optimizers.Adam(_ExponentialSweep(start, end, steps)),
+    # start * (end / start) ** (step / (steps - 1)): Keras' exponential decay, rising
+    rate = keras.optimizers.schedules.ExponentialDecay(start, max(steps - 1, 1), end / start)
+    model.compile(keras.optimizers.Adam(rate),
                   loss or keras.losses.SparseCategoricalCrossentropy())
     try:
-        rates, losses = _sweep(model, batches, steps, start, end)
+        rates, losses = _sweep(model, batches, steps, rate)
     finally:
         for variable, value in zip(model.weights, saved):
             variable.assign(value)
     return LRFindResult(rates, losses, suggest(rates, losses))
 
 
-def _sweep(model, batches, steps: int, start: float, end: float):
+def _sweep(model, batches, steps: int, rate):
     rates, losses, smoothed, best = [], [], 0.0, np.inf
     for step in range(steps):
         images, labels = next(batches)
         loss = float(model.train_on_batch(images, labels, return_dict=True)["loss"])
         smoothed = SMOOTHING * smoothed + (1 - SMOOTHING) * loss
         value = smoothed / (1 - SMOOTHING ** (step + 1))
-        rates.append(start * (end / start) ** (step / max(steps - 1, 1)))
+        rates.append(float(rate(step)))
         losses.append(value)
         best = min(best, value)
         if not np.isfinite(value) or (step > 10 and value > DIVERGENCE * best):
@@ -118,17 +120,3 @@ def plot_sweep(result: LRFindResult, path: Path) -> Path:
         return _save(fig, path)
     finally:
         plt.close(fig)
-
-
-class _ExponentialSweep(keras.optimizers.schedules.LearningRateSchedule):
-    """``start * (end / start) ** (step / (steps - 1))``."""
-
-    def __init__(self, start: float, end: float, steps: int):
-        self.start, self.end, self.steps = start, end, steps
-
-    def __call__(self, step):
-        progress = keras.ops.cast(step, "float32") / max(self.steps - 1, 1)
-        return self.start * keras.ops.power(self.end / self.start, progress)
-
-    def get_config(self):
-        return {"start": self.start, "end": self.end, "steps": self.steps}
