@@ -27,7 +27,8 @@ from kerastl.transfer.checkpoint import EpochCheckpoint, TrainingState, load_wei
     remove_checkpoints, restore_optimizer, truncate_history
 from kerastl.transfer.callbacks import BestModelSaver, FittedPhases, HistoryWriter, \
     RampBackboneRate, StopOnNaN, fit_verbosity
-from kerastl.transfer.heads import PRIMARY, Head, lookups, make_head, parse_head
+from kerastl.serving import PRIMARY
+from kerastl.transfer.heads import Head, lookups, make_head, parse_head
 from kerastl.transfer.feature_cache import can_cache_features, features_of, split_at_features
 from kerastl.transfer.model import ResolvedBackbone, build_classifier, resolve_backbone
 from kerastl.settings import from_settings
