@@ -89,7 +89,7 @@ MODELS = {"classifier": classifier, "dcgan": dcgan}
 
 def timed(strategy, build, arrays, args, own_loop: bool):
     """Seconds per step over ``args.epochs`` epochs after one warm-up epoch, and the weights."""
-    from kerastl.loop import fit
+    from kerastl.engine.loop import fit
 
     model, dataset, weights = build(strategy, arrays, args.batch)
     steps = args.images // args.batch

@@ -14,7 +14,7 @@ TASKS = ("kerastl.transfer", "kerastl.gan", "kerastl.edit", "kerastl.export",
 BUILDING_BLOCKS = ("kerastl.data", "kerastl.metrics", "kerastl.serving", "kerastl.runs",
                    "kerastl.errors", "kerastl.settings", "kerastl.colorspace",
                    "kerastl.backbones", "kerastl.layers", "kerastl.report",
-                   "kerastl.distribute", "kerastl.engine", "kerastl.loop", "kerastl.compute")
+                   "kerastl.distribute", "kerastl.engine", "kerastl.compute")
 TRAINERS = ("kerastl.transfer.finetune", "kerastl.gan.train", "kerastl.edit.color_train")
 
 

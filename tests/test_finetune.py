@@ -119,7 +119,7 @@ def test_a_tie_in_validation_accuracy_keeps_the_later_epoch(tmp_path):
     import keras
 
     from kerastl.runs import MODEL_FILE, RunDir
-    from kerastl.transfer.callbacks import BestModelSaver
+    from kerastl.engine.callbacks import BestModelSaver
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     (tmp_path / "run").mkdir()

@@ -142,7 +142,7 @@ def test_backbone_rate_ramps_from_a_tenth_by_half_each_epoch_up_to_the_head_rate
     the head keeps its rate, and the factor stops at 1."""
     import keras
 
-    from kerastl.transfer.callbacks import RampBackboneRate
+    from kerastl.transfer.rates import RampBackboneRate
     from kerastl.transfer.schedule import plan_phases
 
     frozen, finetune = plan_phases(transfer=True, frozen_epochs=2, finetune_epochs=7, lr=1e-3,

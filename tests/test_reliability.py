@@ -177,7 +177,7 @@ def test_a_nan_epoch_stops_training_and_the_last_finite_model_is_kept(tmp_path):
     import keras
 
     from kerastl.runs import RunDir
-    from kerastl.transfer.callbacks import BestModelSaver, StopOnNaN
+    from kerastl.engine.callbacks import BestModelSaver, StopOnNaN
 
     class PoisonAfterFirstEpoch(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -199,7 +199,7 @@ def test_a_nan_epoch_stops_training_and_the_last_finite_model_is_kept(tmp_path):
 def test_a_nan_validation_loss_with_no_finite_epoch_fails_clearly(tmp_path):
     from kerastl.errors import TrainingError
     from kerastl.runs import RunDir
-    from kerastl.transfer.callbacks import BestModelSaver, StopOnNaN
+    from kerastl.engine.callbacks import BestModelSaver, StopOnNaN
 
     model, run = _tiny_model(), RunDir(tmp_path)
     saver, guard = BestModelSaver(run, model, "val_accuracy"), StopOnNaN()
@@ -537,7 +537,7 @@ def test_sigterm_ends_a_command_blocked_inside_tensorflow():
 def test_a_monitor_missing_from_the_logs_fails_at_the_first_epoch(tmp_path):
     from kerastl.errors import TrainingError
     from kerastl.runs import RunDir
-    from kerastl.transfer.callbacks import BestModelSaver
+    from kerastl.engine.callbacks import BestModelSaver
 
     model = _tiny_model()
     saver = BestModelSaver(RunDir(tmp_path), model, "val_acuracy")  # a typo

@@ -91,7 +91,7 @@ def test_a_finished_run_keeps_its_state_and_refuses_to_resume(tmp_path):
     import kerastl
     from kerastl.errors import RunDirError
     from kerastl.runs import RunDir
-    from kerastl.transfer.checkpoint import TrainingState
+    from kerastl.engine.checkpoint import TrainingState
     from kerastl.transfer.finetune import resume_finetune
 
     data = write_class_folder(tmp_path / "images", per_class=8)
@@ -125,7 +125,7 @@ RESUME_CASES = {
 def test_resume_repeats_the_phases_and_rates_of_an_unbroken_run(case, tmp_path, monkeypatch):
     import kerastl
     from kerastl.quickstart import SAMPLE_BACKBONE_DIR
-    from kerastl.transfer.checkpoint import EpochCheckpoint
+    from kerastl.engine.checkpoint import EpochCheckpoint
     from kerastl.transfer.finetune import resume_finetune
 
     settings = dict(RESUME_CASES[case])
@@ -162,7 +162,7 @@ def test_optimizer_state_is_restored_by_path_not_position(tmp_path):
     import numpy as np
 
     from kerastl.runs import RunDir
-    from kerastl.transfer.checkpoint import TrainingState, restore_optimizer, state_key
+    from kerastl.engine.checkpoint import TrainingState, restore_optimizer, state_key
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])
     kernel, bias = model.trainable_variables

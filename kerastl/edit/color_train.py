@@ -25,12 +25,12 @@ from kerastl.edit import color_ops
 from kerastl.edit.color_eval import evaluate_color
 from kerastl.edit.color_model import IMAGE, PARAMS, build_predictor, build_trainer, \
     lab_l1_loss, normalized_param_loss
-from kerastl.loop import fit
+from kerastl.engine.loop import fit
 from kerastl.report import plot_history, save_image_grid
 from kerastl.settings import check_range, check_types
 from kerastl.runs import COLOR_JOB, CONFIG_FILE, METRICS_FILE, MODEL_FILE, RunDir, \
     check_name, default_run_name, load_keras_model, run_path, versions
-from kerastl.transfer.callbacks import BestModelSaver, FittedPhases, HistoryWriter, StopOnNaN, \
+from kerastl.engine.callbacks import BestModelSaver, FittedPhases, HistoryWriter, StopOnNaN, \
     fit_verbosity
 from kerastl.transfer.rates import make_optimizer
 from kerastl.transfer.model import pretrained_run_backbone, resolve_backbone

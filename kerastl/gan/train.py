@@ -24,7 +24,7 @@ from kerastl.engine import start_run
 from kerastl.errors import KerastlError, RunDirError
 from kerastl.gan.dcgan import DCGAN, LOSSES
 from kerastl.gan.diffaugment import DEFAULT_POLICY
-from kerastl.loop import fit
+from kerastl.engine.loop import fit
 from kerastl.gan.networks import build_discriminator, build_generator, freeze_blocks, \
     seed_from_backbone
 from kerastl.report import save_image_grid, square_grid
@@ -32,7 +32,7 @@ from kerastl.runs import CLASSIFIER_JOBS, CONFIG_FILE, GAN_JOBS, HISTORY_FILE, M
     MODEL_FILE, RunDir, check_name, default_run_name, load_keras_model, require_job, \
     require_settings, resolve_model_file, run_path, versions
 from kerastl.settings import check_choice, check_range, check_types, from_settings
-from kerastl.transfer.callbacks import HistoryWriter, StopOnNaN, fit_verbosity, non_finite
+from kerastl.engine.callbacks import HistoryWriter, StopOnNaN, fit_verbosity, non_finite
 
 keras = keras_module()
 log = logging.getLogger("kerastl")
@@ -151,7 +151,7 @@ def run_gan(config: GanConfig, callbacks=()) -> GanResult:
 def resume_gan(run_dir: str | Path, epochs: int | None = None) -> GanResult:
     """Continue a GAN run from its last saved epoch (networks, EMA and both optimizers' states
     come back with ``model.keras``), up to its ``epochs`` or the ``epochs`` given."""
-    from kerastl.transfer.checkpoint import truncate_history
+    from kerastl.engine.checkpoint import truncate_history
 
     run = RunDir(Path(run_dir))
     record = require_job(run.path, GAN_JOBS, "kerastl gan resume")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,23 +16,23 @@ from kerastl.data import DataBundle, load_data
 from kerastl.data.pipeline import make_dataset
 from kerastl.distribute import synchronize_batchnorm, validation_batch, worker_run_dir
 from kerastl.engine import start_run
+from kerastl.engine.callbacks import FittedPhases
+from kerastl.engine.checkpoint import TrainingState
+from kerastl.engine.loop import needs_own_loop
+from kerastl.engine.phases import PhaseEngine, PhaseSetup
 from kerastl.errors import KerastlError, RunDirError
-from kerastl.loop import fit, needs_own_loop
 from kerastl.report import plot_confusion, plot_history
-from kerastl.runs import CLASSIFIER_JOBS, CONFIG_FILE, HEADS_FILE, HISTORY_FILE, LABELS_FILE, \
+from kerastl.runs import CLASSIFIER_JOBS, CONFIG_FILE, HEADS_FILE, LABELS_FILE, \
     METRICS_FILE, MODEL_FILE, RunDir, default_run_name, load_keras_model, \
     require_job, require_settings, run_path, versions
-from kerastl.transfer.checkpoint import EpochCheckpoint, TrainingState, load_weights, \
-    remove_checkpoints, restore_optimizer, truncate_history
-from kerastl.transfer.callbacks import BestModelSaver, FittedPhases, HistoryWriter, \
-    RampBackboneRate, StopOnNaN, fit_verbosity
 from kerastl.serving import PRIMARY
 from kerastl.transfer.heads import Head, lookups, make_head, parse_head
 from kerastl.transfer.feature_cache import can_cache_features, features_of, split_at_features
 from kerastl.transfer.model import ResolvedBackbone, build_classifier, resolve_backbone
 from kerastl.settings import from_settings
 from kerastl.transfer.config import SELECT_MODES, FinetuneConfig
-from kerastl.transfer.rates import discriminative_factors, make_optimizer, make_schedule
+from kerastl.transfer.rates import RampBackboneRate, discriminative_factors, make_optimizer, \
+    make_schedule
 from kerastl.transfer.schedule import Phase, apply_phase, plan_phases, ramp_factor
 
 log = logging.getLogger("kerastl")
@@ -182,34 +181,11 @@ def _fit_phases(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: Data
         synchronize_batchnorm(model)  # one set of moving statistics on every replica
     if resume is None:
         _write_run_files(run, config, backbone, bundle, phases, heads)
-    history = HistoryWriter(run)
-    best = BestModelSaver(run, model, _monitor(bundle, heads, config.select),
-                          mode=SELECT_MODES[config.select])
-    state = resume or TrainingState(0, 0, 0, False, best.best, None, {})
-    if resume is not None:
-        load_weights(run, resume, model)
-        history.rows = truncate_history(run / HISTORY_FILE, resume.epochs_done)
-        best.best, best.best_epoch = resume.best, resume.best_epoch
-    checkpoint = EpochCheckpoint(run, model, state, best)
-    trainer = PhaseTrainer(config, model, backbone, bundle, run, history, best, heads, checkpoint)
-    started = time.perf_counter()
-    for index, phase in enumerate(phases):
-        if index < state.phase_index or (index == state.phase_index and state.phase_finished):
-            continue
-        continuing = resume is not None and index == state.phase_index
-        if not continuing:
-            state.phase_index, state.phase_start = index, len(history.rows)
-            state.phase_finished = False
-            state.phase_starts[phase.name] = state.phase_start
-        trainer.fit(phase, state.phase_start, restore_optimizer_state=continuing)
-        if trainer.nan_guard.reason:
-            break  # the best model on disk is the last finite one
-        state.phase_finished = True
-        checkpoint.save()
-    elapsed = time.perf_counter() - started
-    trainer.nan_guard.require_kept_model(run / MODEL_FILE)
-    remove_checkpoints(run)
-    return FittedPhases(elapsed, best, history, state.phase_starts)
+    engine = PhaseEngine(run, model, monitor=_monitor(bundle, heads, config.select),
+                         mode=SELECT_MODES[config.select], patience=config.patience,
+                         resume=resume, verbose=config.verbose)
+    trainer = PhaseTrainer(config, model, backbone, bundle, heads)
+    return engine.fit(phases, trainer.setup)
 
 
 def _monitor(bundle: DataBundle, heads: list[Head], select: str) -> str | None:
@@ -236,13 +212,12 @@ def _finish(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBund
 
 
 class PhaseTrainer:
-    """Fits one phase after another on the same classifier and callbacks."""
+    """What a classifier's phase fits: the model (or its head on cached features), its
+    data, optimizer and objectives; :class:`~kerastl.engine.phases.PhaseEngine` runs it."""
 
     def __init__(self, config: FinetuneConfig, model, backbone: ResolvedBackbone,
-                 bundle: DataBundle, run: RunDir, history: HistoryWriter, best: BestModelSaver,
-                 heads: list[Head] | None = None, checkpoint: EpochCheckpoint | None = None):
+                 bundle: DataBundle, heads: list[Head] | None = None):
         self.config, self.model, self.backbone, self.bundle = config, model, backbone, bundle
-        self.run, self.history, self.best, self.checkpoint = run, history, best, checkpoint
         self.heads = heads or []
         self.groups = layer_groups(backbone.model, backbone.spec)
         self.one_hot = config.mixup or config.cutmix or config.label_smoothing > 0
@@ -250,43 +225,26 @@ class PhaseTrainer:
         self.replicas = strategy.num_replicas_in_sync
         self.own_loop = needs_own_loop(strategy)
         self.xla = use_xla(config.jit_compile, backbone.spec.params, self.replicas)
-        self.nan_guard = StopOnNaN()
         self._image_data = None
 
-    def fit(self, phase: Phase, start: int, restore_optimizer_state: bool = False) -> None:
-        """Train ``phase``, whose first epoch is ``start``; with ``restore_optimizer_state``,
-        continue it from the checkpoint (epochs done, optimizer variables)."""
-        import keras
-
+    def setup(self, phase: Phase, start: int, epochs_done: int) -> PhaseSetup:
+        """Open the backbone as ``phase`` says and compile what it fits (a fresh optimizer,
+        on the phase's schedule from ``epochs_done`` of its epochs on)."""
         opened = apply_phase(self.backbone.model, self.groups, phase)
         cached = self.config.feature_cache and not self.heads and not self.own_loop and \
-            can_cache_features(
-            bool(opened), self.config.augment, self.one_hot, phase.train_bn)
+            can_cache_features(bool(opened), self.config.augment, self.one_hot, phase.train_bn)
         fit_model, train_ds, val_ds = self._features_and_head() if cached else \
             (self.model, *self._image_datasets())
         trainable = sum(int(np.prod(w.shape)) for w in self.model.trainable_weights)
         log.info("phase %s: %d epoch(s) at lr %.2g, %d backbone layer(s) unfrozen, %s trainable "
                  "parameters%s", phase.name, phase.epochs, phase.learning_rate, len(opened),
                  f"{trainable:,}", " (head on cached features)" if cached else "")
-        first = self.checkpoint.state.epochs_done if restore_optimizer_state else start
-        optimizer = self._optimizer(phase, opened, first - start)
-        if restore_optimizer_state:
-            restore_optimizer(self.run, self.checkpoint.state, optimizer,
-                              fit_model.trainable_variables)
+        optimizer = self._optimizer(phase, opened, epochs_done)
         fit_model.compile(optimizer=optimizer, jit_compile=self.xla,
                           steps_per_execution=self._steps_per_execution(), **self._objectives())
-        self.history.phase = phase.name
-        callbacks = [self.best, self.history, *([self.checkpoint] if self.checkpoint else []),
-                     self.nan_guard,
-                     keras.callbacks.TensorBoard(str(self.run / "logs"), write_graph=False)]
-        if self.best.monitor:
-            callbacks.append(keras.callbacks.EarlyStopping(
-                self.best.monitor, mode=self.best.mode, patience=self.config.patience))
-        if phase.backbone_ramp != 1.0 and opened:
-            callbacks.append(RampBackboneRate(optimizer, opened, phase, start))
-        fit(fit_model, train_ds, validation_data=val_ds, initial_epoch=first,
-            epochs=start + phase.epochs, callbacks=callbacks, class_weight=self._class_weight(),
-            verbose=fit_verbosity(self.config.verbose))
+        ramp = [RampBackboneRate(optimizer, opened, phase, start)] \
+            if phase.backbone_ramp != 1.0 and opened else []
+        return PhaseSetup(fit_model, train_ds, val_ds, ramp, class_weight=self._class_weight())
 
     def _optimizer(self, phase: Phase, opened: set[str], epochs_done: int = 0):
         """A fresh optimizer per phase (none meets a variable it was not built on), on the

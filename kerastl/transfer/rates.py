@@ -10,13 +10,15 @@ change them between epochs (a backbone rate ramping up to the head's).
 
 from __future__ import annotations
 
+import logging
 import math
 
 from kerastl._tf import keras_module
 from kerastl.errors import KerastlError
-from kerastl.transfer.schedule import SCHEDULES
+from kerastl.transfer.schedule import SCHEDULES, ramp_factor
 
 keras = keras_module()
+log = logging.getLogger("kerastl")
 
 #: Share of a phase's steps spent warming up under ``cosine``.
 WARMUP_SHARE = 0.1
@@ -155,3 +157,18 @@ def make_optimizer(learning_rate, weight_decay: float = 0.0,
     if weight_decay > 0:
         return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
     return keras.optimizers.Adam(learning_rate)
+
+
+class RampBackboneRate(keras.callbacks.Callback):
+    """Lightning's ``BackboneFinetuning`` ramp: before each epoch of ``phase`` (which began at
+    epoch ``start``), the backbone layers ``names`` train at :func:`ramp_factor` of the head's
+    rate. Computed from the epoch, so a resumed run picks up the same factor."""
+
+    def __init__(self, optimizer, names, phase, start: int):
+        super().__init__()
+        self.optimizer, self.names, self.phase, self.start = optimizer, set(names), phase, start
+
+    def on_epoch_begin(self, epoch, logs=None):
+        factor = ramp_factor(self.phase, epoch - self.start)
+        self.optimizer.set_factors({name: factor for name in self.names})
+        log.info("epoch %d: backbone rate x%.3g of the head's", epoch + 1, factor)

@@ -23,7 +23,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kerastl.distribute import make_strategy  # noqa: E402
-from kerastl.loop import fit  # noqa: E402
+from kerastl.engine.loop import fit  # noqa: E402
 
 
 def classifier_run(strategy, images, labels, own_loop=False):

@@ -1,4 +1,4 @@
-"""Callbacks shared by every phase of a run: best model, history, NaN guard, rate ramp."""
+"""Callbacks every trainer shares: best model, history, NaN guard."""
 
 from __future__ import annotations
 
@@ -134,23 +134,6 @@ class StopOnNaN(keras.callbacks.Callback):
         if self.reason is not None and not model_file.exists():
             raise TrainingError(f"{self.reason}. No epoch ended with finite figures, so there "
                                 "is no model to keep")
-
-
-class RampBackboneRate(keras.callbacks.Callback):
-    """Lightning's ``BackboneFinetuning`` ramp: before each epoch of ``phase`` (which began at
-    epoch ``start``), the backbone layers ``names`` train at :func:`ramp_factor` of the head's
-    rate. Computed from the epoch, so a resumed run picks up the same factor."""
-
-    def __init__(self, optimizer, names, phase, start: int):
-        super().__init__()
-        self.optimizer, self.names, self.phase, self.start = optimizer, set(names), phase, start
-
-    def on_epoch_begin(self, epoch, logs=None):
-        from kerastl.transfer.schedule import ramp_factor
-
-        factor = ramp_factor(self.phase, epoch - self.start)
-        self.optimizer.set_factors({name: factor for name in self.names})
-        log.info("epoch %d: backbone rate x%.3g of the head's", epoch + 1, factor)
 
 
 def fit_verbosity(verbose: int | None) -> int:

@@ -1,11 +1,13 @@
 """Checkpoints that survive SIGKILL, and what a resumed run reads back.
 
-After every epoch: the classifier's weights and the optimizer's variables go to
+After every epoch: the model's weights and the optimizer's variables go to
 files named by the epoch (``checkpoints/epoch_NNN.weights.h5`` and
 ``epoch_NNN.optimizer.npz``), each written to a temporary name and renamed;
 then ``checkpoints/state.json`` (phase, epochs done, best score) is replaced
 atomically to point at them; then older epochs' files are removed. A kill at
-any moment leaves ``state.json`` pointing at a complete pair.
+any moment leaves ``state.json`` pointing at a complete pair. A model saved whole
+every epoch (optimizers included) is its own checkpoint: then only ``state.json``
+is written, after the model.
 """
 
 from __future__ import annotations
@@ -51,15 +53,18 @@ class TrainingState:
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """Write the checkpoint of each finished epoch (see the module docstring)."""
+    """Write the checkpoint of each finished epoch (see the module docstring): ``target``'s
+    weights and the fitted model's optimizer state, or with ``weights=False`` the state alone
+    (``target`` is saved whole every epoch by the caller)."""
 
-    def __init__(self, run: RunDir, classifier, state: TrainingState, best):
+    def __init__(self, run: RunDir, target, state: TrainingState, best, weights: bool = True):
         super().__init__()
-        self.run, self.classifier, self.state, self.best = run, classifier, state, best
+        self.run, self.target, self.state, self.best = run, target, state, best
+        self.weights = weights
         self.folder = run / "checkpoints"
 
     def on_epoch_end(self, epoch, logs=None):
-        from kerastl.transfer.callbacks import non_finite
+        from kerastl.engine.callbacks import non_finite
 
         if non_finite(logs):
             return  # resume from the last finite epoch, never from a NaN one
@@ -68,11 +73,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def save(self) -> None:
         epoch = self.state.epochs_done
-        weights = self.folder / f"epoch_{epoch:03d}.weights.h5"
-        with staged_file(weights, ".weights.h5") as tmp:  # Keras wants the suffix
-            self.classifier.save_weights(tmp)
-        variables = {state_key(v): v.numpy() for v in self.model.optimizer.variables}
-        atomic_write(self.folder / f"epoch_{epoch:03d}.optimizer.npz", _npz(variables))
+        if self.weights:
+            weights = self.folder / f"epoch_{epoch:03d}.weights.h5"
+            with staged_file(weights, ".weights.h5") as tmp:  # Keras wants the suffix
+                self.target.save_weights(tmp)
+            variables = {state_key(v): v.numpy() for v in self.model.optimizer.variables}
+            atomic_write(self.folder / f"epoch_{epoch:03d}.optimizer.npz", _npz(variables))
         self.state.best, self.state.best_epoch = self.best.best, self.best.best_epoch
         atomic_write_text(self.folder / STATE_FILE,
                           json.dumps(dataclasses.asdict(self.state), indent=2) + "\n")
@@ -89,8 +95,8 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def load_weights(run: RunDir, state: TrainingState, classifier) -> None:
-    classifier.load_weights(run / "checkpoints" / f"epoch_{state.epochs_done:03d}.weights.h5")
+def load_weights(run: RunDir, state: TrainingState, model) -> None:
+    model.load_weights(run / "checkpoints" / f"epoch_{state.epochs_done:03d}.weights.h5")
 
 
 def state_key(variable) -> str:
