@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
+from kerastl.edit.color_config import DEFAULT_SIZE, ColorConfig
 from kerastl.transfer.config import DEFAULT_BACKBONE
+from kerastl.transfer.schedule import SCHEDULES
 from kerastl_cli.main import cli
 from kerastl_cli.output import print_table
 from kerastl_cli.train import BACKBONE_CHOICE, RATE, scale_options, selection_options
+
+
+#: ColorConfig's defaults: the options show (and get) the library's own.
+COLOR = {field.name: field.default for field in dataclasses.fields(ColorConfig)}
 
 
 @cli.group()
@@ -16,35 +24,44 @@ def edit() -> None:
 
 
 @edit.command("train-color")
-@click.argument("data")
+@click.argument("data", required=False)
 @click.option("--backbone", type=BACKBONE_CHOICE, default=None,
               help="Registered backbone [default: mobilenetv3small, or the one in a "
                    "--weights run].")
-@click.option("--weights", default="imagenet",
+@click.option("--weights", default=COLOR["weights"],
               help="imagenet, none, a .weights.h5 file, or a 'kerastl pretrain' run.")
 @click.option("--image-size", type=click.IntRange(min=16),
-              help="Side the model sees [default: 96, or a pretrained run's size].")
-@click.option("--strength", type=click.FloatRange(0.05, 1.0), default=1.0,
+              help=f"Side the model sees [default: {DEFAULT_SIZE}, or a pretrained run's size].")
+@click.option("--strength", type=click.FloatRange(0.05, 1.0), default=COLOR["strength"],
               help="Degradations are drawn within each adjustment's range times this.")
-@click.option("--copies", type=click.IntRange(min=1), default=8,
+@click.option("--copies", type=click.IntRange(min=1), default=COLOR["copies"],
               help="Differently degraded copies of each image per epoch.")
-@click.option("--frozen-epochs", type=click.IntRange(min=0), default=2)
-@click.option("--finetune-epochs", type=click.IntRange(min=0), default=6)
-@click.option("--lr", type=RATE, default=1e-3)
+@click.option("--frozen-epochs", type=click.IntRange(min=0), default=COLOR["frozen_epochs"])
+@click.option("--finetune-epochs", type=click.IntRange(min=0),
+              default=COLOR["finetune_epochs"])
+@click.option("--lr", type=RATE, default=COLOR["lr"])
 @click.option("--finetune-lr", type=RATE, help="[default: --lr / 10]")
-@click.option("--unfreeze", default="all", help="What phase 2 unfreezes (as in finetune).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32)
-@click.option("--image-loss-weight", type=click.FloatRange(0), default=1.0,
+@click.option("--unfreeze", default=COLOR["unfreeze"],
+              help="What phase 2 unfreezes (as in finetune).")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=COLOR["schedule"],
+              help="Rate within each phase (as in finetune).")
+@click.option("--patience", type=click.IntRange(min=1), default=COLOR["patience"],
+              help="End a phase after this many epochs without a lower validation loss.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=COLOR["batch_size"])
+@click.option("--image-loss-weight", type=click.FloatRange(0),
+              default=COLOR["image_loss_weight"],
               help="Weight of the corrected image's Lab L1 loss beside the parameter loss.")
-@click.option("--val-fraction", type=click.FloatRange(0.05, 0.9), default=0.2)
-@click.option("--seed", type=int, default=0)
-@click.option("--runs-dir", type=click.Path(file_okay=False), default="runs")
+@click.option("--val-fraction", type=click.FloatRange(0.05, 0.9), default=COLOR["val_fraction"])
+@click.option("--seed", type=int, default=COLOR["seed"])
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=COLOR["runs_dir"])
 @click.option("--name", help="Run directory name [default: edit-color-BACKBONE-TIME].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+@click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
+              help="Continue an interrupted run from its last completed epoch.")
 @selection_options
 @scale_options
 @click.pass_context
-def train_color(ctx: click.Context, data, **options) -> None:
+def train_color(ctx: click.Context, data, resume_dir, **options) -> None:
     """Learn colour correction from the images in DATA (no labels needed).
 
     Clean images are degraded at random (temperature, tint, exposure,
@@ -52,14 +69,24 @@ def train_color(ctx: click.Context, data, **options) -> None:
     the parameters that undo it.
 
     \b
-    Example:
+    Examples:
       kerastl edit train-color photos/ --backbone mobilenetv3small --weights imagenet
+      kerastl edit train-color --resume runs/edit-color-mobilenetv3small-20261201-101010
     """
-    from kerastl.edit.color_train import ColorConfig, run_color
+    from kerastl.edit.color_train import resume_color, run_color
 
+    if resume_dir:
+        _summarise_color(resume_color(resume_dir))
+        return
+    if data is None:
+        raise click.UsageError("give DATA, or --resume RUN to continue an interrupted run")
     if options["backbone"] is None and options["weights"] in ("imagenet", "none"):
         options["backbone"] = DEFAULT_BACKBONE
-    result = run_color(ColorConfig(data=data, verbose=ctx.obj["fit_verbose"], **options))
+    _summarise_color(run_color(ColorConfig(data=data, verbose=ctx.obj["fit_verbose"],
+                                           **options)))
+
+
+def _summarise_color(result) -> None:
     split = "test" if "test" in result.metrics else "val"
     figures = result.metrics[split]
     print_table([{"version": v, "psnr_db": figures[v]["psnr"],

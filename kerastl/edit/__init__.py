@@ -4,8 +4,9 @@ import importlib
 
 #: Imported on first use: ``kerastl.edit.color_ops`` and friends stay cheap to import.
 _LAZY = {
-    "train_color": "kerastl.edit.color_train", "ColorConfig": "kerastl.edit.color_train",
-    "ColorResult": "kerastl.edit.color_train", "correct_files": "kerastl.edit.color_apply",
+    "train_color": "kerastl.edit.color_train", "ColorConfig": "kerastl.edit.color_config",
+    "ColorResult": "kerastl.edit.color_train", "resume_color": "kerastl.edit.color_train",
+    "correct_files": "kerastl.edit.color_apply",
     "load_color_model": "kerastl.edit.color_apply", "style_transfer": "kerastl.edit.style",
     "stylize": "kerastl.edit.style", "StyleSettings": "kerastl.edit.style",
 }

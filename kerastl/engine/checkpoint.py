@@ -147,3 +147,20 @@ def truncate_history(path: Path, epochs: int) -> list[dict]:
     for row in rows:
         row["epoch"] = int(row["epoch"])
     return rows[:epochs]
+
+
+def read_resumable(run_dir: str | Path, jobs, command: str, config_class):
+    """What resuming the run ``run_dir`` needs, checked: ``(run, record, config, state)``.
+    ``state`` is None when the run stopped before its first epoch ended (it starts again)."""
+    from kerastl.runs import CONFIG_FILE, METRICS_FILE, require_job, require_settings
+    from kerastl.settings import from_settings
+
+    run = RunDir(Path(run_dir))
+    record = require_job(run.path, jobs, command)
+    if record is None:
+        raise RunDirError(f"{run.path} is not a kerastl run directory (no {CONFIG_FILE})")
+    if (run / METRICS_FILE).exists():
+        raise RunDirError(f"{run.path} finished already: nothing to resume")
+    config = from_settings(config_class, require_settings(record, run.path),
+                           str(run / CONFIG_FILE))
+    return run, record, config, TrainingState.read(run)

@@ -20,6 +20,7 @@ Two ways to checkpoint an epoch:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from typing import Callable
 
@@ -30,7 +31,18 @@ from kerastl.engine.checkpoint import EpochCheckpoint, TrainingState, load_weigh
 from kerastl.engine.loop import fit
 from kerastl.runs import HISTORY_FILE, MODEL_FILE, RunDir
 
+log = logging.getLogger("kerastl")
+
 CHECKPOINTS = ("weights", "model")
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """A phase with nothing to freeze: ``epochs`` of training, named ``name`` in the history
+    (a classifier's phases are :class:`kerastl.transfer.schedule.Phase`)."""
+
+    name: str
+    epochs: int
 
 
 @dataclasses.dataclass
@@ -74,6 +86,8 @@ class PhaseEngine:
         self.resumed = resume is not None
         self.state = resume or TrainingState(0, 0, 0, False, self.best.best, None, {})
         if resume is not None:
+            log.info("resuming %s after epoch %d (phase %d)", run.path, resume.epochs_done,
+                     resume.phase_index + 1)
             if not self.whole_model:  # a whole model was loaded by its trainer
                 load_weights(run, resume, target)
             self.history.rows = truncate_history(run / HISTORY_FILE, resume.epochs_done)

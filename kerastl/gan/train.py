@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
+import math
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,6 @@ from kerastl.engine import start_run
 from kerastl.errors import KerastlError, RunDirError
 from kerastl.gan.dcgan import DCGAN, LOSSES
 from kerastl.gan.diffaugment import DEFAULT_POLICY
-from kerastl.engine.loop import fit
 from kerastl.gan.networks import build_discriminator, build_generator, freeze_blocks, \
     seed_from_backbone
 from kerastl.report import save_image_grid, square_grid
@@ -32,7 +31,8 @@ from kerastl.runs import CLASSIFIER_JOBS, CONFIG_FILE, GAN_JOBS, HISTORY_FILE, M
     MODEL_FILE, RunDir, check_name, default_run_name, load_keras_model, require_job, \
     require_settings, resolve_model_file, run_path, versions
 from kerastl.settings import check_choice, check_range, check_types, from_settings
-from kerastl.engine.callbacks import HistoryWriter, StopOnNaN, fit_verbosity, non_finite
+from kerastl.engine.checkpoint import TrainingState, truncate_history
+from kerastl.engine.phases import PhaseEngine, PhaseSetup, Stage
 
 keras = keras_module()
 log = logging.getLogger("kerastl")
@@ -40,6 +40,8 @@ log = logging.getLogger("kerastl")
 #: Below this many target images, ``diffaugment="auto"`` turns DiffAugment on.
 DIFFAUGMENT_BELOW = 1000
 GRID_SAMPLES = 64
+#: The name of a GAN run's one stage in its history.
+STAGE = "train"
 
 
 @dataclasses.dataclass
@@ -131,8 +133,9 @@ def finetune_gan(init: str, data: str, **settings) -> GanResult:
     return run_gan(GanConfig(data=data, init=str(init), **settings))
 
 
-def run_gan(config: GanConfig, callbacks=()) -> GanResult:
-    """Run the job ``config`` describes; ``callbacks`` join kerastl's own in ``fit``."""
+def run_gan(config: GanConfig, callbacks=(), existing: Path | None = None) -> GanResult:
+    """Run the job ``config`` describes (or train from the start in the ``existing`` run
+    directory that holds this config); ``callbacks`` join kerastl's own in ``fit``."""
     strategy = _start(config)
     with strategy.scope():  # both networks and both optimizers
         source = load_gan(config.init) if config.init else None
@@ -140,19 +143,20 @@ def run_gan(config: GanConfig, callbacks=()) -> GanResult:
         images = _images(config, size, source.generator.output_shape[-1] if source else None)
         policy = _policy(config.diffaugment, len(images))
         gan = _build(config, source, size, images.channels, policy)
-    path = run_path(config.runs_dir, config.name, default_run_name(config.job, f"dcgan{size}"))
-    with worker_run_dir(strategy, path, config.job, config.overwrite) as run:
+    path = existing or run_path(config.runs_dir, config.name,
+                                default_run_name(config.job, f"dcgan{size}"))
+    with worker_run_dir(strategy, path, config.job, config.overwrite,
+                        existing=existing is not None) as run:
         run.write_json(CONFIG_FILE, {"job": config.job, "settings": dataclasses.asdict(config),
                                      "image_size": size, "channels": images.channels,
                                      "diffaugment": ",".join(policy), "versions": versions()})
-        return _fit(config, strategy, gan, run, images, [], callbacks)
+        return _fit(config, strategy, gan, run, images, None, callbacks)
 
 
 def resume_gan(run_dir: str | Path, epochs: int | None = None) -> GanResult:
     """Continue a GAN run from its last saved epoch (networks, EMA and both optimizers' states
-    come back with ``model.keras``), up to its ``epochs`` or the ``epochs`` given."""
-    from kerastl.engine.checkpoint import truncate_history
-
+    come back with ``model.keras``), up to its ``epochs`` or the ``epochs`` given. A run
+    stopped before its first epoch ended starts again from its config."""
     run = RunDir(Path(run_dir))
     record = require_job(run.path, GAN_JOBS, "kerastl gan resume")
     if record is None:
@@ -163,17 +167,30 @@ def resume_gan(run_dir: str | Path, epochs: int | None = None) -> GanResult:
     config = from_settings(GanConfig, settings, str(run / CONFIG_FILE),
                            epochs=epochs or settings.get("epochs", 10))
     if not (run / MODEL_FILE).exists():
-        raise RunDirError(f"{run.path} stopped before its first epoch ended: nothing to "
-                          "resume; start it again with kerastl gan train (--overwrite)")
+        log.info("%s stopped before its first epoch ended: training it again from the start",
+                 run.path)
+        return run_gan(config, existing=run.path)
+    state = _saved_state(run, config.epochs)
     strategy = _start(config)
     with strategy.scope():
         gan = load_gan(run.path)
         _synchronize(gan)
     images = _images(config, int(record.get("image_size", config.image_size)),
                      record.get("channels"))
-    rows = truncate_history(run / HISTORY_FILE, 10**9)
     with worker_run_dir(strategy, run.path, existing=True) as worker_run:
-        return _fit(config, strategy, gan, worker_run, images, rows, ())
+        return _fit(config, strategy, gan, worker_run, images, state, ())
+
+
+def _saved_state(run: RunDir, epochs: int) -> TrainingState:
+    """Where the run stopped: its checkpoint state, or for a run from before the engine kept
+    one, its history; a finished phase reopens when more ``epochs`` are asked for."""
+    state = TrainingState.read(run)
+    if state is None:
+        done = len(truncate_history(run / HISTORY_FILE, 10**9))
+        state = TrainingState(0, 0, done, False, -math.inf, None, {STAGE: 0})
+    if state.phase_finished and epochs > state.epochs_done:
+        state.phase_finished = False
+    return state
 
 
 def _start(config: GanConfig):
@@ -212,38 +229,35 @@ def _images(config: GanConfig, size: int, channels: int | None) -> GanImages:
 
 
 def _fit(config: GanConfig, strategy, gan: DCGAN, run: RunDir, images: GanImages,
-         rows: list[dict], callbacks) -> GanResult:
+         resume: TrainingState | None, callbacks) -> GanResult:
     with run.capture_log(log):
         size = images.size
+        done = resume.epochs_done if resume else 0
         log.info("%s: %d images at %dx%dx%d, DiffAugment %s, from epoch %d", config.job,
-                 len(images), size, size, images.channels, gan.diffaugment or "off",
-                 len(rows) + 1)
+                 len(images), size, size, images.channels, gan.diffaugment or "off", done + 1)
         dataset = gan_dataset(images, config.batch_size, config.seed)
-        history = HistoryWriter(run, learning_rate=False)
-        history.rows = list(rows)
-        # the model first, then the history row: a kill in between redoes one epoch at most
-        nan_guard = StopOnNaN()
-        callbacks = [SaveEachEpoch(run), history, nan_guard,
-                     SampleGrid(run, gan.latents(GRID_SAMPLES, config.seed)), *callbacks]
-        started = time.perf_counter()
+        # model.keras is the GAN of the last epoch, both optimizers included: its checkpoint
+        engine = PhaseEngine(run, gan, checkpoint="model", resume=resume,
+                             verbose=config.verbose, learning_rate_column=False)
+        plan = PhaseSetup(gan, dataset.repeat() if config.steps_per_epoch else dataset,
+                          callbacks=[SampleGrid(run, gan.latents(GRID_SAMPLES, config.seed)),
+                                     *callbacks],
+                          steps_per_epoch=config.steps_per_epoch)
         with strategy.scope():
-            fit(gan, dataset.repeat() if config.steps_per_epoch else dataset,
-                initial_epoch=len(rows), epochs=config.epochs,
-                steps_per_epoch=config.steps_per_epoch, callbacks=callbacks,
-                verbose=fit_verbosity(config.verbose))
-        elapsed = time.perf_counter() - started
-        if nan_guard.reason:
-            nan_guard.require_kept_model(run / MODEL_FILE)
+            fitted = engine.fit([Stage(STAGE, config.epochs)], lambda *_: plan)
+        if engine.stopped:
             gan = load_gan(run.path)  # the last epoch that ended finite
-        epochs_run = len(history.rows) - len(rows)
-        steps = epochs_run * (config.steps_per_epoch or len(images) // config.batch_size)
-        metrics = {"final": history.rows[-1] if history.rows else {},
-                   "train_seconds": round(elapsed, 1),
-                   "steps_per_second": round(steps / elapsed, 2) if elapsed else None}
+        rows = fitted.history.rows
+        steps = (len(rows) - done) * (config.steps_per_epoch or
+                                      len(images) // config.batch_size)
+        metrics = {"final": rows[-1] if rows else {},
+                   "train_seconds": round(fitted.elapsed, 1),
+                   "steps_per_second": round(steps / fitted.elapsed, 2)
+                   if fitted.elapsed else None}
         run.write_json(METRICS_FILE, metrics)
         save_image_grid(square_grid(gan.sample(GRID_SAMPLES, config.seed)),
                         run / "plots" / "samples_final.png", cell=max(size, 64))
-        return GanResult(gan, run.path, history.rows, metrics)
+        return GanResult(gan, run.path, rows, metrics)
 
 
 def _build(config: GanConfig, source: DCGAN | None, size: int, channels: int,
@@ -330,15 +344,3 @@ class SampleGrid(keras.callbacks.Callback):
         images = self.model.generate(self.latents)
         path = self.run / "plots" / f"samples_epoch_{epoch + 1:03d}.png"
         save_image_grid(square_grid(images), path, cell=max(images.shape[1], 64))
-
-
-class SaveEachEpoch(keras.callbacks.Callback):
-    """The whole GAN, atomically, after every epoch: a kill loses at most the epoch running."""
-
-    def __init__(self, run: RunDir):
-        super().__init__()
-        self.run = run
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not non_finite(logs):  # a NaN epoch is never kept
-            self.run.save_model(self.model, MODEL_FILE)

@@ -10,25 +10,24 @@ import numpy as np
 
 from kerastl._tf import tensorflow
 from kerastl.compute import precision_policy, use_xla
-from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, BackboneMeta, build_backbone, \
-    layer_groups
+from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, layer_groups
 from kerastl.data import DataBundle, load_data
 from kerastl.data.pipeline import make_dataset
 from kerastl.distribute import synchronize_batchnorm, validation_batch, worker_run_dir
 from kerastl.engine import start_run
 from kerastl.engine.callbacks import FittedPhases
-from kerastl.engine.checkpoint import TrainingState
+from kerastl.engine.checkpoint import TrainingState, read_resumable
 from kerastl.engine.loop import needs_own_loop
 from kerastl.engine.phases import PhaseEngine, PhaseSetup
-from kerastl.errors import KerastlError, RunDirError
+from kerastl.errors import KerastlError
 from kerastl.report import plot_confusion, plot_history
 from kerastl.runs import CLASSIFIER_JOBS, CONFIG_FILE, HEADS_FILE, LABELS_FILE, \
-    METRICS_FILE, MODEL_FILE, RunDir, default_run_name, load_keras_model, \
-    require_job, require_settings, run_path, versions
+    METRICS_FILE, MODEL_FILE, RunDir, default_run_name, load_keras_model, run_path, versions
 from kerastl.serving import PRIMARY
 from kerastl.transfer.heads import Head, lookups, make_head, parse_head
 from kerastl.transfer.feature_cache import can_cache_features, features_of, split_at_features
-from kerastl.transfer.model import ResolvedBackbone, build_classifier, resolve_backbone
+from kerastl.transfer.model import ResolvedBackbone, backbone_of_run, build_classifier, \
+    resolve_backbone
 from kerastl.settings import from_settings
 from kerastl.transfer.config import SELECT_MODES, FinetuneConfig
 from kerastl.transfer.rates import RampBackboneRate, discriminative_factors, make_optimizer, \
@@ -107,36 +106,21 @@ def resume_finetune(run_dir: str | Path) -> FinetuneResult:
     A resumed run repeats the weights and schedule of an uninterrupted one, not its exact
     random draws (shuffling and augmentation restart from the seed at the resumed epoch).
     """
-    run = RunDir(Path(run_dir))
-    record = require_job(run.path, CLASSIFIER_JOBS, "kerastl finetune --resume")
-    if record is None:
-        raise RunDirError(f"{run.path} is not a kerastl run directory (no {CONFIG_FILE})")
-    if (run / METRICS_FILE).exists():
-        raise RunDirError(f"{run.path} finished already: nothing to resume")
-    config = from_settings(FinetuneConfig, require_settings(record, run.path),
-                           str(run / CONFIG_FILE))
-    state = TrainingState.read(run)
+    run, record, config, state = read_resumable(run_dir, CLASSIFIER_JOBS,
+                                                "kerastl finetune --resume", FinetuneConfig)
     if state is None:
         log.info("%s stopped before its first epoch ended: training it again from the start",
                  run.path)
         return run_finetune(config, existing=run.path)
-    try:
-        meta = BackboneMeta(**record["backbone"])
-        transferred = bool(record["transferred"])
-    except (KeyError, TypeError) as exc:
-        raise RunDirError(f"{run / CONFIG_FILE} does not describe its backbone ({exc})") from None
     strategy = _start(config)
     with precision_policy(config.precision):
         with strategy.scope():
-            model = build_backbone(meta.name, meta.image_size, None, meta.bn_momentum)
-        backbone = ResolvedBackbone(model, meta, transferred=transferred)
-        bundle = config_data(config, meta.image_size)
+            backbone = backbone_of_run(record, run / CONFIG_FILE)
+        bundle = config_data(config, backbone.meta.image_size)
         heads = [make_head(*parse_head(option), bundle.class_names)
                  for option in config.heads or []]
         with worker_run_dir(strategy, run.path, existing=True) as worker_run, \
                 worker_run.capture_log(log):
-            log.info("resuming %s after epoch %d (phase %d)", run.path, state.epochs_done,
-                     state.phase_index + 1)
             return _train(config, strategy, backbone, bundle, heads, worker_run, state)
 
 

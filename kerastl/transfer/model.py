@@ -40,6 +40,20 @@ def pretrained_run_backbone(weights: str | None) -> Path | None:
     return None
 
 
+def backbone_of_run(record: dict, config_file) -> ResolvedBackbone:
+    """The backbone a run's ``config.json`` describes, rebuilt without weights (a resumed run
+    loads its checkpoint's)."""
+    from kerastl.errors import RunDirError
+
+    try:
+        meta = BackboneMeta(**record["backbone"])
+        transferred = bool(record["transferred"])
+    except (KeyError, TypeError) as exc:
+        raise RunDirError(f"{config_file} does not describe its backbone ({exc})") from None
+    model = backbones.build_backbone(meta.name, meta.image_size, None, meta.bn_momentum)
+    return ResolvedBackbone(model, meta, transferred=transferred)
+
+
 def resolve_backbone(name: str | None, weights: str | None, image_size: int | None,
                      bn_momentum: float | None = None) -> ResolvedBackbone:
     """Build or load the backbone named by ``name`` and ``weights``.

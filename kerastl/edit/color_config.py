@@ -1,0 +1,81 @@
+"""The settings of a colour-correction run, with no TensorFlow imported (the CLI reads its
+defaults here); ``config.json`` records them to repeat or resume a run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from kerastl.distribute import ScaleSettings
+from kerastl.runs import check_name
+from kerastl.settings import check_choice, check_range, check_types
+from kerastl.transfer.config import DEFAULT_BACKBONE
+from kerastl.transfer.schedule import SCHEDULES, parse_unfreeze
+
+#: The side the model sees when neither ``image_size`` nor a pretrained run gives one.
+DEFAULT_SIZE = 96
+
+
+@dataclasses.dataclass
+class ColorConfig(ScaleSettings):
+    """Every setting of a colour-correction run; saved as ``config.json``.
+
+    Each epoch sees ``copies`` differently degraded versions of every training
+    image, with parameters drawn uniformly within each adjustment's range times
+    ``strength``. The loss is the parameters' range-normalised squared error
+    plus ``image_loss_weight`` x the corrected image's L1 distance to the clean
+    one in Lab (divided by 100). ``image_size`` defaults to the saved backbone's
+    size when ``weights`` is a run, else 96 px: global colour needs little detail.
+    The epoch of lowest validation loss is kept; ``patience`` epochs without a
+    better one end a phase early.
+    """
+
+    data: str
+    backbone: str | None = DEFAULT_BACKBONE
+    weights: str | None = "imagenet"
+    image_size: int | None = None
+    classes: str | list[str | int] | None = None
+    per_class: int | None = None
+    limit: int | None = None
+    strength: float = 1.0
+    copies: int = 8
+    batch_size: int = 32
+    frozen_epochs: int = 2
+    finetune_epochs: int = 6
+    lr: float = 1e-3
+    finetune_lr: float | None = None
+    unfreeze: str = "all"
+    schedule: str = "constant"
+    patience: int = 5
+    image_loss_weight: float = 1.0
+    val_fraction: float = 0.2
+    seed: int = 0
+    deterministic: bool = True
+    runs_dir: str = "runs"
+    name: str | None = None
+    overwrite: bool = False
+    verbose: int | None = None
+
+    def __post_init__(self):
+        from kerastl.transfer.model import pretrained_run_backbone
+
+        check_types(self)
+        for name, low, high, low_open in _RANGES:
+            check_range(self, name, low, high, low_open)
+        check_choice(self, "schedule", SCHEDULES)
+        if self.name:
+            check_name(self.name)
+        parse_unfreeze(self.unfreeze)
+        self.data = str(self.data)
+        self.weights = None if self.weights in (None, "none") else str(self.weights)
+        if self.image_size is None and pretrained_run_backbone(self.weights) is None:
+            self.image_size = DEFAULT_SIZE
+
+
+#: (setting, low, high, low is open): what ColorConfig accepts; the CLI's types agree.
+_RANGES = [("image_size", 16, None, False), ("per_class", 1, None, False),
+           ("limit", 1, None, False), ("strength", 0.05, 1, False),
+           ("copies", 1, None, False), ("batch_size", 1, None, False),
+           ("frozen_epochs", 0, None, False), ("finetune_epochs", 0, None, False),
+           ("lr", 0, None, True), ("finetune_lr", 0, None, True),
+           ("patience", 1, None, False), ("image_loss_weight", 0, None, False),
+           ("val_fraction", 0.05, 0.9, False)]
