@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import click
 
+from kerastl.gan.config import DIFFAUGMENT_BELOW, IMAGE_SIZES, LOSSES, GanConfig
 from kerastl_cli.main import cli
 from kerastl_cli.train import RATE, scale_options, selection_options
+
+
+#: GanConfig's defaults: the options show (and get) the library's own.
+GAN = {field.name: field.default for field in dataclasses.fields(GanConfig)}
 
 
 @cli.group()
@@ -19,25 +25,25 @@ def gan() -> None:
 def gan_training_options(command):
     """Options shared by ``gan train`` and ``gan finetune``."""
     for option in reversed([
-        click.option("--epochs", type=click.IntRange(min=1), default=10),
+        click.option("--epochs", type=click.IntRange(min=1), default=GAN["epochs"]),
         click.option("--steps-per-epoch", type=click.IntRange(min=1),
                      help="Steps per epoch [default: one pass over the images]."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=64),
-        click.option("--d-lr", type=RATE, default=2e-4, help="Discriminator Adam rate."),
-        click.option("--g-lr", type=RATE, default=2e-4, help="Generator Adam rate."),
-        click.option("--loss", type=click.Choice(["nonsaturating", "hinge"]),
-                     default="nonsaturating"),
-        click.option("--ema-decay", type=click.FloatRange(0, 1), default=0.999,
+        click.option("--batch-size", type=click.IntRange(min=1), default=GAN["batch_size"]),
+        click.option("--d-lr", type=RATE, default=GAN["d_lr"], help="Discriminator Adam rate."),
+        click.option("--g-lr", type=RATE, default=GAN["g_lr"], help="Generator Adam rate."),
+        click.option("--loss", type=click.Choice(LOSSES), default=GAN["loss"]),
+        click.option("--ema-decay", type=click.FloatRange(0, 1), default=GAN["ema_decay"],
                      help="Generator weight average used for sampling (0: off)."),
-        click.option("--diffaugment", default="auto",
-                     help="auto (on below 1,000 images), none, or policies "
+        click.option("--diffaugment", default=GAN["diffaugment"],
+                     help=f"auto (on below {DIFFAUGMENT_BELOW:,} images), none, or policies "
                           "'color,translation,cutout'."),
-        click.option("--jit-compile/--no-jit-compile", default=False, help="XLA."),
-        click.option("--seed", type=int, default=0, help="Seeds the weights, the latents, "
-                     "DiffAugment and the data order."),
-        click.option("--deterministic/--no-deterministic", default=True,
+        click.option("--jit-compile/--no-jit-compile", default=GAN["jit_compile"],
+                     help="XLA."),
+        click.option("--seed", type=int, default=GAN["seed"], help="Seeds the weights, the "
+                     "latents, DiffAugment and the data order."),
+        click.option("--deterministic/--no-deterministic", default=GAN["deterministic"],
                      help="TensorFlow op determinism: the same seed repeats a run exactly."),
-        click.option("--runs-dir", type=click.Path(file_okay=False), default="runs"),
+        click.option("--runs-dir", type=click.Path(file_okay=False), default=GAN["runs_dir"]),
         click.option("--name", help="Run directory name [default: gan-dcganSIZE-TIME]."),
         click.option("--overwrite", is_flag=True, help="Replace an existing run directory."),
     ]):
@@ -47,11 +53,12 @@ def gan_training_options(command):
 
 @gan.command("train")
 @click.argument("data")
-@click.option("--image-size", type=click.Choice(["32", "64", "128"]), default="32")
+@click.option("--image-size", type=click.Choice([str(s) for s in IMAGE_SIZES]),
+              default=str(GAN["image_size"]))
 @click.option("--channels", type=click.Choice(["1", "3"]),
               help="[default: 1 if every image is gray, else 3]")
-@click.option("--latent-dim", type=click.IntRange(min=2), default=128)
-@click.option("--width", type=click.IntRange(min=4), default=64,
+@click.option("--latent-dim", type=click.IntRange(min=2), default=GAN["latent_dim"])
+@click.option("--width", type=click.IntRange(min=4), default=GAN["width"],
               help="Discriminator's first-block filters (doubling per block); the "
                    "generator mirrors it.")
 @click.option("--spectral-norm", is_flag=True, help="Spectral normalisation in the "
@@ -65,7 +72,7 @@ def train(ctx: click.Context, data, image_size, channels, **options) -> None:
     Example:
       kerastl gan train fashion_mnist --classes 0-8 --epochs 5 --width 32
     """
-    from kerastl.gan.train import GanConfig, run_gan
+    from kerastl.gan.train import run_gan
 
     config = GanConfig(data=data, image_size=int(image_size),
                        channels=int(channels) if channels else None,
@@ -76,7 +83,7 @@ def train(ctx: click.Context, data, image_size, channels, **options) -> None:
 @gan.command("finetune")
 @click.argument("run", type=click.Path(exists=True))
 @click.argument("data")
-@click.option("--freeze-d", type=click.IntRange(min=0), default=0,
+@click.option("--freeze-d", type=click.IntRange(min=0), default=GAN["freeze_d"],
               help="FreezeD: freeze the lowest N discriminator blocks.")
 @click.option("--d-from", type=click.Path(exists=True),
               help="Seed the discriminator's blocks from a classifier run on the "
@@ -91,7 +98,7 @@ def finetune(ctx: click.Context, run, data, **options) -> None:
       kerastl gan finetune runs/gan-9classes fashion_mnist --classes 9 --limit 100 \\
           --freeze-d 2 --epochs 50 --batch-size 32
     """
-    from kerastl.gan.train import GanConfig, run_gan
+    from kerastl.gan.train import run_gan
 
     config = GanConfig(data=data, init=run, job="gan-finetune",
                        verbose=ctx.obj["fit_verbose"], **options)
@@ -112,7 +119,7 @@ def resume(run, epochs) -> None:
 @gan.command("sample")
 @click.argument("run", type=click.Path(exists=True))
 @click.option("--n", "count", type=click.IntRange(min=1), default=64)
-@click.option("--seed", type=int, default=0, help="Seeds the latent batch.")
+@click.option("--seed", type=int, default=GAN["seed"], help="Seeds the latent batch.")
 @click.option("--out", required=True, type=click.Path(),
               help="A grid PNG, or with --separate a folder of PNGs.")
 @click.option("--separate", is_flag=True, help="One PNG per sample.")

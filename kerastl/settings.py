@@ -17,8 +17,45 @@ import typing
 from typing import Any, TypeVar
 
 from kerastl.errors import KerastlError
+from kerastl.runs import check_name
 
 Config = TypeVar("Config")
+
+
+@dataclasses.dataclass(kw_only=True)
+class DataSelection:
+    """Which images of a data spec a job reads: the same on every command that reads one
+    (``--classes``, ``--per-class``, ``--limit``)."""
+
+    classes: str | list[str | int] | None = None
+    per_class: int | None = None
+    limit: int | None = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class RunSettings:
+    """Where a run is written and how it repeats: every trainer's config has these."""
+
+    seed: int = 0
+    deterministic: bool = True
+    runs_dir: str = "runs"
+    name: str | None = None
+    overwrite: bool = False
+    verbose: int | None = None
+
+
+#: (setting, low, high, low is open) of the fields above; each config checks them too.
+SELECTION_RANGES = [("per_class", 1, None, False), ("limit", 1, None, False)]
+
+
+def check_settings(config, ranges) -> None:
+    """The types of every field of ``config``, then the ``ranges`` (``(setting, low, high,
+    low is open)``), the data selection's among them, then the run name."""
+    check_types(config)
+    for name, low, high, low_open in [*SELECTION_RANGES, *ranges]:
+        check_range(config, name, low, high, low_open)
+    if getattr(config, "name", None):
+        check_name(config.name)
 
 
 def from_settings(cls: type[Config], settings: Any, source: str, **overrides) -> Config:

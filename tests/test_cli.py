@@ -183,17 +183,33 @@ def test_evaluate_errors_option(cli_run, session_folder, tmp_path):
     assert (tmp_path / "errors.png").exists() == has_mistakes
 
 
-def test_the_cli_shows_and_uses_the_librarys_defaults():
-    """One place for each default: finetune's options read FinetuneConfig's."""
+DEFAULTS_CASES = {
+    # command, its config class, how many options at least, where the CLI's word differs
+    "finetune": (("finetune",), "kerastl.transfer.config:FinetuneConfig", 20,
+                 {"class_weight": ("none", None)}),  # the CLI's word for no weighting
+    "edit train-color": (("edit", "train-color"), "kerastl.edit.color_config:ColorConfig", 15,
+                         {}),
+    "gan train": (("gan", "train"), "kerastl.gan.config:GanConfig", 14,
+                  {"image_size": ("32", 32)}),  # a choice of sizes, given as text
+}
+
+
+@pytest.mark.parametrize("case", DEFAULTS_CASES)
+def test_the_cli_shows_and_uses_the_librarys_defaults(case):
+    """One place for each default: a training command's options read its config class's."""
     import dataclasses
+    import importlib
 
-    from kerastl.transfer.config import FinetuneConfig
-
-    library = {field.name: field.default for field in dataclasses.fields(FinetuneConfig)}
-    command = cli.commands["finetune"]
+    path, target, at_least, words = DEFAULTS_CASES[case]
+    module, name = target.split(":")
+    config_class = getattr(importlib.import_module(module), name)
+    library = {field.name: field.default for field in dataclasses.fields(config_class)}
+    command = cli
+    for part in path:
+        command = command.commands[part]
     shown = {p.name: p.default for p in command.params
              if p.name in library and isinstance(p.default, (bool, int, float, str))}
-    assert len(shown) >= 20
+    assert len(shown) >= at_least
     differ = {name: (value, library[name]) for name, value in shown.items()
               if value != library[name]}
-    assert differ == {"class_weight": ("none", None)}  # the CLI's word for no weighting
+    assert differ == words

@@ -6,9 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 from kerastl.distribute import ScaleSettings
-from kerastl.runs import check_name
-from kerastl.settings import check_choice, check_range, check_types
-from kerastl.transfer.config import DEFAULT_BACKBONE
+from kerastl.settings import DataSelection, RunSettings, check_choice, check_settings
+from kerastl.transfer.config import PHASE_RANGES, PhaseSettings
 from kerastl.transfer.schedule import SCHEDULES, parse_unfreeze
 
 #: The side the model sees when neither ``image_size`` nor a pretrained run gives one.
@@ -16,7 +15,7 @@ DEFAULT_SIZE = 96
 
 
 @dataclasses.dataclass
-class ColorConfig(ScaleSettings):
+class ColorConfig(ScaleSettings, DataSelection, RunSettings, PhaseSettings):
     """Every setting of a colour-correction run; saved as ``config.json``.
 
     Each epoch sees ``copies`` differently degraded versions of every training
@@ -30,40 +29,18 @@ class ColorConfig(ScaleSettings):
     """
 
     data: str
-    backbone: str | None = DEFAULT_BACKBONE
-    weights: str | None = "imagenet"
-    image_size: int | None = None
-    classes: str | list[str | int] | None = None
-    per_class: int | None = None
-    limit: int | None = None
     strength: float = 1.0
     copies: int = 8
-    batch_size: int = 32
-    frozen_epochs: int = 2
     finetune_epochs: int = 6
-    lr: float = 1e-3
-    finetune_lr: float | None = None
-    unfreeze: str = "all"
     schedule: str = "constant"
-    patience: int = 5
     image_loss_weight: float = 1.0
     val_fraction: float = 0.2
-    seed: int = 0
-    deterministic: bool = True
-    runs_dir: str = "runs"
-    name: str | None = None
-    overwrite: bool = False
-    verbose: int | None = None
 
     def __post_init__(self):
         from kerastl.transfer.model import pretrained_run_backbone
 
-        check_types(self)
-        for name, low, high, low_open in _RANGES:
-            check_range(self, name, low, high, low_open)
+        check_settings(self, [*PHASE_RANGES, *_RANGES])
         check_choice(self, "schedule", SCHEDULES)
-        if self.name:
-            check_name(self.name)
         parse_unfreeze(self.unfreeze)
         self.data = str(self.data)
         self.weights = None if self.weights in (None, "none") else str(self.weights)
@@ -71,11 +48,7 @@ class ColorConfig(ScaleSettings):
             self.image_size = DEFAULT_SIZE
 
 
-#: (setting, low, high, low is open): what ColorConfig accepts; the CLI's types agree.
-_RANGES = [("image_size", 16, None, False), ("per_class", 1, None, False),
-           ("limit", 1, None, False), ("strength", 0.05, 1, False),
-           ("copies", 1, None, False), ("batch_size", 1, None, False),
-           ("frozen_epochs", 0, None, False), ("finetune_epochs", 0, None, False),
-           ("lr", 0, None, True), ("finetune_lr", 0, None, True),
-           ("patience", 1, None, False), ("image_loss_weight", 0, None, False),
-           ("val_fraction", 0.05, 0.9, False)]
+#: (setting, low, high, low is open): what ColorConfig accepts beyond the shared settings.
+_RANGES = [("image_size", 16, None, False), ("strength", 0.05, 1, False),
+           ("copies", 1, None, False), ("finetune_epochs", 0, None, False),
+           ("image_loss_weight", 0, None, False), ("val_fraction", 0.05, 0.9, False)]

@@ -1,10 +1,20 @@
 """Generation: a subclassed DCGAN, DiffAugment, FreezeD transfer, sampling, FID/KID."""
 
-from kerastl.gan.dcgan import DCGAN
-from kerastl.gan.networks import build_discriminator, build_generator
-from kerastl.gan.sampling import evaluate, interpolate, sample
-from kerastl.gan.train import GanConfig, GanResult, finetune_gan, load_gan, resume_gan, train_gan
+import importlib
 
-__all__ = ["DCGAN", "GanConfig", "GanResult", "build_discriminator", "build_generator",
-           "evaluate", "finetune_gan", "interpolate", "load_gan", "resume_gan", "sample",
-           "train_gan"]
+#: Imported on first use: ``kerastl.gan.config`` stays free of TensorFlow (the CLI reads it).
+_LAZY = {
+    "DCGAN": "kerastl.gan.dcgan", "GanConfig": "kerastl.gan.config",
+    "build_discriminator": "kerastl.gan.networks", "build_generator": "kerastl.gan.networks",
+    "evaluate": "kerastl.gan.sampling", "interpolate": "kerastl.gan.sampling",
+    "sample": "kerastl.gan.sampling", "GanResult": "kerastl.gan.train",
+    "finetune_gan": "kerastl.gan.train", "load_gan": "kerastl.gan.train",
+    "resume_gan": "kerastl.gan.train", "train_gan": "kerastl.gan.train",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'kerastl.gan' has no attribute {name!r}")

@@ -12,11 +12,11 @@ import numpy as np
 
 from kerastl._tf import keras_module, tensorflow
 from kerastl.errors import KerastlError
+from kerastl.gan.config import LOSSES
 from kerastl.gan.diffaugment import diff_augment, parse_policy
 
 keras = keras_module()
 
-LOSSES = ("nonsaturating", "hinge")
 
 
 @keras.saving.register_keras_serializable(package="kerastl")

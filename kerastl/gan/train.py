@@ -19,93 +19,28 @@ from kerastl._tf import keras_module, tensorflow
 from kerastl.data.bundle import load_images
 from kerastl.data.imageset import ImageSet
 from kerastl.data.pipeline import batch_reader
-from kerastl.distribute import ScaleSettings, synchronize_batchnorm, worker_run_dir
+from kerastl.distribute import synchronize_batchnorm, worker_run_dir
 from kerastl.engine import start_run
 from kerastl.errors import KerastlError, RunDirError
-from kerastl.gan.dcgan import DCGAN, LOSSES
+from kerastl.gan.config import DIFFAUGMENT_BELOW, GanConfig
+from kerastl.gan.dcgan import DCGAN
 from kerastl.gan.diffaugment import DEFAULT_POLICY
 from kerastl.gan.networks import build_discriminator, build_generator, freeze_blocks, \
     seed_from_backbone
 from kerastl.report import save_image_grid, square_grid
 from kerastl.runs import CLASSIFIER_JOBS, CONFIG_FILE, GAN_JOBS, HISTORY_FILE, METRICS_FILE, \
-    MODEL_FILE, RunDir, check_name, default_run_name, load_keras_model, require_job, \
+    MODEL_FILE, RunDir, default_run_name, load_keras_model, require_job, \
     require_settings, resolve_model_file, run_path, versions
-from kerastl.settings import check_choice, check_range, check_types, from_settings
+from kerastl.settings import from_settings
 from kerastl.engine.checkpoint import TrainingState, truncate_history
 from kerastl.engine.phases import PhaseEngine, PhaseSetup, Stage
 
 keras = keras_module()
 log = logging.getLogger("kerastl")
 
-#: Below this many target images, ``diffaugment="auto"`` turns DiffAugment on.
-DIFFAUGMENT_BELOW = 1000
 GRID_SAMPLES = 64
 #: The name of a GAN run's one stage in its history.
 STAGE = "train"
-
-
-@dataclasses.dataclass
-class GanConfig(ScaleSettings):
-    """Every setting of a GAN run; saved as ``config.json``.
-
-    Defaults follow DCGAN (Adam 2e-4, beta_1 0.5, batch 64) with a generator
-    EMA of 0.999 for sampling. ``channels`` defaults to 1 when every image is
-    gray. ``diffaugment`` is ``auto`` (on below 1,000 images), ``none`` or a policy.
-    Adapting (``init``: a GAN run) keeps the source's architecture; ``freeze_d``
-    freezes its lowest discriminator blocks (FreezeD); ``d_from`` seeds the
-    discriminator's blocks from a classifier run on the kerastl_small backbone.
-    """
-
-    data: str
-    image_size: int = 32
-    channels: int | None = None
-    latent_dim: int = 128
-    width: int = 64
-    epochs: int = 10
-    steps_per_epoch: int | None = None
-    batch_size: int = 64
-    d_lr: float = 2e-4
-    g_lr: float = 2e-4
-    beta_1: float = 0.5
-    loss: str = "nonsaturating"
-    ema_decay: float = 0.999
-    diffaugment: str = "auto"
-    spectral_norm: bool = False
-    classes: str | list[str | int] | None = None
-    per_class: int | None = None
-    limit: int | None = None
-    init: str | None = None
-    freeze_d: int = 0
-    d_from: str | None = None
-    jit_compile: bool = False
-    seed: int = 0
-    deterministic: bool = True
-    runs_dir: str = "runs"
-    name: str | None = None
-    overwrite: bool = False
-    job: str = "gan"
-    verbose: int | None = None
-
-    def __post_init__(self):
-        check_types(self)
-        for name, low, high, low_open in _RANGES:
-            check_range(self, name, low, high, low_open)
-        check_choice(self, "image_size", IMAGE_SIZES)
-        check_choice(self, "channels", (None, 1, 3))
-        check_choice(self, "loss", LOSSES)
-        check_choice(self, "job", GAN_JOBS)
-        if self.name:
-            check_name(self.name)
-        self.data = str(self.data)
-
-
-#: (setting, low, high, low is open): what GanConfig accepts; the CLI's types agree.
-_RANGES = [("latent_dim", 2, None, False), ("width", 4, None, False), ("epochs", 1, None, False),
-           ("steps_per_epoch", 1, None, False), ("batch_size", 1, None, False),
-           ("d_lr", 0, None, True), ("g_lr", 0, None, True), ("beta_1", 0, 1, False),
-           ("ema_decay", 0, 1, False), ("per_class", 1, None, False), ("limit", 1, None, False),
-           ("freeze_d", 0, None, False)]
-IMAGE_SIZES = (32, 64, 128)
 
 
 @dataclasses.dataclass

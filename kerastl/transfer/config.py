@@ -11,8 +11,8 @@ from kerastl.data.imageset import parse_classes
 from kerastl.data.pipeline import AUGMENTATIONS
 from kerastl.distribute import ScaleSettings
 from kerastl.errors import KerastlError
-from kerastl.runs import CLASSIFIER_JOBS, check_name
-from kerastl.settings import check_choice, check_range, check_types
+from kerastl.runs import CLASSIFIER_JOBS
+from kerastl.settings import DataSelection, RunSettings, check_choice, check_settings
 from kerastl.transfer.schedule import RECIPES, SCHEDULES, parse_unfreeze
 
 #: The backbone a classifier run uses when none is named (and no pretrained run gives one).
@@ -22,8 +22,31 @@ DEFAULT_BACKBONE = "mobilenetv3small"
 SELECT_MODES = {"accuracy": "max", "loss": "min"}
 
 
+@dataclasses.dataclass(kw_only=True)
+class PhaseSettings:
+    """A backbone and its freeze-then-unfreeze schedule: what classifier and colour runs
+    share (:func:`kerastl.transfer.schedule.plan_phases` reads them). ``patience`` epochs
+    without a better validation figure end a phase early."""
+
+    backbone: str | None = DEFAULT_BACKBONE
+    weights: str | None = "imagenet"
+    image_size: int | None = None
+    batch_size: int = 32
+    frozen_epochs: int = 2
+    lr: float = 1e-3
+    finetune_lr: float | None = None
+    unfreeze: str = "all"
+    patience: int = 5
+
+
+#: (setting, low, high, low is open) of :class:`PhaseSettings`.
+PHASE_RANGES = [("batch_size", 1, None, False), ("frozen_epochs", 0, None, False),
+                ("lr", 0, None, True), ("finetune_lr", 0, None, True),
+                ("patience", 1, None, False)]
+
+
 @dataclasses.dataclass
-class FinetuneConfig(ScaleSettings):
+class FinetuneConfig(ScaleSettings, DataSelection, RunSettings, PhaseSettings):
     """Every setting of a finetuning run; saved as ``config.json`` to repeat it.
 
     The defaults are the documented ones: 2 frozen epochs at ``lr`` 1e-3 (Adam),
@@ -39,19 +62,8 @@ class FinetuneConfig(ScaleSettings):
     """
 
     data: str
-    backbone: str | None = DEFAULT_BACKBONE
-    weights: str | None = "imagenet"
-    image_size: int | None = None
-    classes: str | list[str | int] | None = None
-    per_class: int | None = None
-    limit: int | None = None
     val_fraction: float = 0.2
-    batch_size: int = 32
-    frozen_epochs: int = 2
     finetune_epochs: int = 3
-    lr: float = 1e-3
-    finetune_lr: float | None = None
-    unfreeze: str = "all"
     train_bn: bool = False
     schedule: str = "cosine"
     group_factor: float = 1.0
@@ -65,27 +77,16 @@ class FinetuneConfig(ScaleSettings):
     label_smoothing: float = 0.0
     class_weight: str | None = None
     weight_decay: float = 0.0
-    patience: int = 5
     select: str = "accuracy"
-    seed: int = 0
     jit_compile: str = "auto"
     precision: str = "float32"
-    deterministic: bool = True
     feature_cache: bool = True
     heads: list[str] | None = None
-    runs_dir: str = "runs"
-    name: str | None = None
-    overwrite: bool = False
     job: str = "finetune"
     save_backbone: bool = False
-    verbose: int | None = None
 
     def __post_init__(self):
-        check_types(self)
-        for name, low, high, low_open in _RANGES:
-            check_range(self, name, low, high, low_open)
-        if self.name:
-            check_name(self.name)
+        check_settings(self, [*PHASE_RANGES, *_RANGES])
         parse_unfreeze(self.unfreeze)  # a bad spec fails before any work
         for name, choices in (("select", SELECT_MODES), ("augment", AUGMENTATIONS),
                               ("schedule", SCHEDULES), ("recipe", (None, *RECIPES)),
@@ -108,11 +109,7 @@ class FinetuneConfig(ScaleSettings):
 
 
 #: (setting, low, high, low is open): what FinetuneConfig accepts; the CLI's types agree.
-_RANGES = [("image_size", 8, None, False), ("per_class", 1, None, False),
-           ("limit", 1, None, False), ("val_fraction", 0, 0.9, False),
-           ("batch_size", 1, None, False),
-           ("frozen_epochs", 0, None, False), ("finetune_epochs", 0, None, False),
-           ("lr", 0, None, True), ("finetune_lr", 0, None, True),
-           ("group_factor", 1, None, False), ("bn_momentum", 0, 1, False),
-           ("dropout", 0, 0.95, False), ("label_smoothing", 0, 0.5, False),
-           ("weight_decay", 0, None, False), ("patience", 1, None, False)]
+_RANGES = [("image_size", 8, None, False), ("val_fraction", 0, 0.9, False),
+           ("finetune_epochs", 0, None, False), ("group_factor", 1, None, False),
+           ("bn_momentum", 0, 1, False), ("dropout", 0, 0.95, False),
+           ("label_smoothing", 0, 0.5, False), ("weight_decay", 0, None, False)]
