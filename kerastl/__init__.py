@@ -10,14 +10,14 @@ does not start TensorFlow::
 
 from __future__ import annotations
 
-import importlib
+from kerastl._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "finetune": "kerastl.transfer.finetune",
     "pretrain": "kerastl.transfer.finetune",
-    "FinetuneConfig": "kerastl.transfer.finetune",
+    "FinetuneConfig": "kerastl.transfer.config",
     "FinetuneResult": "kerastl.transfer.finetune",
     "evaluate": "kerastl.inference",
     "predict": "kerastl.inference",
@@ -32,9 +32,4 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'kerastl' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -1,6 +1,6 @@
 """Editing models built by transfer: learned colour adjustment and style transfer."""
 
-import importlib
+from kerastl._lazy import lazy_getattr
 
 #: Imported on first use: ``kerastl.edit.color_ops`` and friends stay cheap to import.
 _LAZY = {
@@ -13,7 +13,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'kerastl.edit' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -1,6 +1,6 @@
 """Generation: a subclassed DCGAN, DiffAugment, FreezeD transfer, sampling, FID/KID."""
 
-import importlib
+from kerastl._lazy import lazy_getattr
 
 #: Imported on first use: ``kerastl.gan.config`` stays free of TensorFlow (the CLI reads it).
 _LAZY = {
@@ -14,7 +14,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'kerastl.gan' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
