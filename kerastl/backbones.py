@@ -213,21 +213,17 @@ def is_download_failure(exc: BaseException) -> bool:
 def small_backbone(image_size: int = 32, widths: tuple[int, ...] = (16, 32, 64, 128)):
     """kerastl's own small CNN: per block a 3x3 conv then a strided 3x3 conv.
 
-    BatchNorm and LeakyReLU(0.2) after each conv: the shape of a DCGAN
-    discriminator, so that recognition features can seed one.
+    BatchNorm and LeakyReLU(0.2) after each conv (:mod:`kerastl.blocks`): the blocks of the
+    DCGAN's discriminator and the VAE's encoder, so that recognition features can seed them.
     """
     import keras
-    from keras import layers
+
+    from kerastl.blocks import down_block
 
     inputs = keras.Input((image_size, image_size, 3))
     x = inputs
     for block, width in enumerate(widths, start=1):
-        for conv, strides in ((1, 1), (2, 2)):
-            prefix = f"block{block}_conv{conv}"
-            x = layers.Conv2D(width, 3, strides=strides, padding="same", use_bias=False,
-                              name=prefix)(x)
-            x = layers.BatchNormalization(momentum=0.9, name=f"{prefix}_bn")(x)
-            x = layers.LeakyReLU(0.2, name=f"{prefix}_act")(x)
+        x = down_block(x, width, block)
     return keras.Model(inputs, x, name="backbone")
 
 

@@ -38,17 +38,23 @@ HEADS_FILE = "heads.json"
 CLASSIFIER_JOBS = ("finetune", "pretrain", "multitask", "quickstart")
 GAN_JOBS = ("gan", "gan-finetune")
 COLOR_JOB = "edit-color"
+VAE_JOBS = ("vae", "vae-finetune")
 #: What a user can do with a run of each family, for "this command does not take it" errors.
 HANDLED_BY = {
     CLASSIFIER_JOBS: "use it with kerastl predict, evaluate or export "
                      "(resume it with kerastl finetune --resume)",
     GAN_JOBS: "use it with kerastl gan sample, interpolate, evaluate or finetune "
               "(resume it with kerastl gan resume)",
-    (COLOR_JOB,): "use it with kerastl edit color or kerastl export",
+    (COLOR_JOB,): "use it with kerastl edit color or kerastl export "
+                  "(resume it with kerastl edit train-color --resume)",
+    VAE_JOBS: "use it with kerastl vae sample, reconstruct, interpolate, edit, evaluate or "
+              "finetune (resume it with kerastl vae resume)",
 }
 #: How to continue an interrupted run of each family (None: it cannot be resumed).
 RESUME_COMMAND = {CLASSIFIER_JOBS: "kerastl finetune --resume {run}",
-                  GAN_JOBS: "kerastl gan resume {run}", (COLOR_JOB,): None}
+                  GAN_JOBS: "kerastl gan resume {run}",
+                  (COLOR_JOB,): "kerastl edit train-color --resume {run}",
+                  VAE_JOBS: "kerastl vae resume {run}"}
 
 
 def default_run_name(job: str, backbone: str) -> str:

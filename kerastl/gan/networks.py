@@ -1,13 +1,14 @@
 """DCGAN generator and discriminator for 32, 64 or 128 pixels and 1 or 3 channels.
 
-The discriminator's blocks are those of kerastl's small backbone (per block a
-3x3 conv and a strided 3x3 conv, BatchNorm, LeakyReLU 0.2, named
+The discriminator's blocks are those of kerastl's small backbone (:mod:`kerastl.blocks`:
+per block a 3x3 conv and a strided 3x3 conv, BatchNorm, LeakyReLU 0.2, named
 ``block{i}_conv{j}``), so a classifier trained on that backbone can seed them:
 transfer from recognition to generation.
 """
 
 from __future__ import annotations
 
+from kerastl import blocks
 from kerastl._tf import keras_module
 from kerastl.errors import KerastlError
 
@@ -18,37 +19,27 @@ SIZES = (32, 64, 128)
 
 
 def check_size(image_size: int) -> None:
-    if image_size not in SIZES:
-        raise KerastlError(f"the DCGAN is built for 32, 64 or 128 px. Received: {image_size}")
+    blocks.block_count(image_size, SIZES)
 
 
 def default_widths(image_size: int, width: int = 64) -> tuple[int, ...]:
     """Discriminator widths, doubling per block, one block per halving down to 4 px."""
-    blocks = {32: 3, 64: 4, 128: 5}[image_size]
-    return tuple(min(width * 2 ** i, 512) for i in range(blocks))
+    return blocks.widths(image_size, width, SIZES)
 
 
 def build_generator(image_size: int = 32, channels: int = 3, latent_dim: int = 128,
-                    width: int = 64, sync_bn: bool = False):
-    """``z -> Dense -> 4x4 -> (Conv2DTranspose stride 2, BatchNorm, ReLU)* -> tanh image``.
+                    width: int = 64, sync_bn: bool = False, activation: str | None = "tanh",
+                    name: str = "generator", sizes=SIZES):
+    """``z -> Dense -> 4x4 -> (Conv2DTranspose stride 2, BatchNorm, ReLU)* -> tanh image``
+    (:func:`kerastl.blocks.up_trunk`); the VAE's decoder is the same with no ``activation``.
 
     ``sync_bn``: BatchNorm statistics over the global batch under a ``tf.distribute``
     strategy (else per replica)."""
-    check_size(image_size)
-    widths = list(reversed(default_widths(image_size, width)))
     z = keras.Input((latent_dim,), name="latent")
-    x = layers.Dense(4 * 4 * widths[0] * 2, use_bias=False, name="project")(z)
-    x = layers.BatchNormalization(momentum=0.9, synchronized=sync_bn, name="project_bn")(x)
-    x = layers.ReLU(name="project_relu")(x)
-    x = layers.Reshape((4, 4, widths[0] * 2), name="to_map")(x)
-    for i, filters in enumerate(widths, start=1):
-        x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False,
-                                   name=f"up{i}")(x)
-        x = layers.BatchNormalization(momentum=0.9, synchronized=sync_bn, name=f"up{i}_bn")(x)
-        x = layers.ReLU(name=f"up{i}_relu")(x)
-    images = layers.Conv2D(channels, 3, padding="same", activation="tanh", dtype="float32",
+    x = blocks.up_trunk(z, image_size, width, sync_bn, sizes)
+    images = layers.Conv2D(channels, 3, padding="same", activation=activation, dtype="float32",
                            name="to_image")(x)
-    return keras.Model(z, images, name="generator")
+    return keras.Model(z, images, name=name)
 
 
 def build_discriminator(image_size: int = 32, channels: int = 3, width: int = 64,
@@ -57,21 +48,11 @@ def build_discriminator(image_size: int = 32, channels: int = 3, width: int = 64
     """``image in [-1, 1] -> blocks -> flatten -> logit``; ``spectral_norm`` wraps each conv;
     ``batchnorm`` False drops BatchNorm (the convolutions then carry a bias); ``sync_bn``
     as in :func:`build_generator`."""
-    check_size(image_size)
     images = keras.Input((image_size, image_size, channels), name="image")
     x = images
     for block, filters in enumerate(default_widths(image_size, width), start=1):
-        for conv, strides in ((1, 1), (2, 2)):
-            name = f"block{block}_conv{conv}"
-            layer = layers.Conv2D(filters, 3, strides=strides, padding="same",
-                                  use_bias=not batchnorm, name=name)
-            if spectral_norm:
-                layer = layers.SpectralNormalization(layer, name=f"{name}_sn")
-            x = layer(x)
-            if batchnorm:
-                x = layers.BatchNormalization(momentum=0.9, synchronized=sync_bn,
-                                              name=f"{name}_bn")(x)
-            x = layers.LeakyReLU(0.2, name=f"{name}_act")(x)
+        x = blocks.down_block(x, filters, block, batchnorm=batchnorm,
+                              spectral_norm=spectral_norm, sync_bn=sync_bn)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(0.2, name="dropout")(x)
     logit = layers.Dense(1, dtype="float32", name="logit")(x)
