@@ -133,4 +133,4 @@ def main() -> None:
 
 
 # The command modules attach themselves to ``cli``; imported last, after ``cli`` exists.
-from kerastl_cli import deploy, edit, gan, info, train, use  # noqa: E402,F401
+from kerastl_cli import deploy, edit, gan, info, train, use, vae  # noqa: E402,F401

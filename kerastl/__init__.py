@@ -27,6 +27,10 @@ _LAZY = {
     "load_data": "kerastl.data",
     "KerastlError": "kerastl.errors",
     "QuickstartResult": "kerastl.quickstart",
+    "VAE": "kerastl.vae.model",
+    "train_vae": "kerastl.vae.train",
+    "DCGAN": "kerastl.gan.dcgan",
+    "train_gan": "kerastl.gan.train",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

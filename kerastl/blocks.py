@@ -81,3 +81,56 @@ def up_trunk(latents, image_size: int, width: int = 64, sync_bn: bool = False,
     for index, count in enumerate(filters, start=1):
         x = up_block(x, count, index, sync_bn=sync_bn)
     return x
+
+
+def seed_from_run(network, run: str, option: str) -> list[str]:
+    """:func:`seed_from_backbone` from the backbone of the classifier ``run`` (``option`` names
+    the setting in errors)."""
+    from kerastl import layers  # noqa: F401 - registers Preprocess for loading
+    from kerastl.runs import CLASSIFIER_JOBS, load_keras_model, require_job, resolve_model_file
+
+    require_job(run, CLASSIFIER_JOBS, option)
+    classifier = load_keras_model(resolve_model_file(run), compile=False)
+    try:
+        backbone = classifier.get_layer("backbone")
+    except ValueError:
+        raise KerastlError(f"{run} has no backbone: pass a kerastl classifier run") from None
+    return seed_from_backbone(network, backbone)
+
+
+def seed_from_backbone(discriminator, backbone) -> list[str]:
+    """Copy the weights of every block layer ``discriminator`` (or a VAE's encoder) shares
+    by name with ``backbone`` (a kerastl small backbone); 3-channel first-layer kernels are
+    summed over their input channels for a 1-channel network. Returns the layers copied."""
+    from keras import layers
+
+    copied = []
+    source = {layer.name: layer for layer in backbone.layers}
+    for layer in discriminator.layers:
+        target = layer.layer if isinstance(layer, layers.SpectralNormalization) else layer
+        donor = source.get(target.name)
+        if donor is None or not donor.weights:
+            continue
+        weights = [w.numpy() for w in donor.weights]
+        wanted = [tuple(w.shape) for w in target.weights]
+        if [tuple(w.shape) for w in weights] != wanted:
+            weights = _fit_channels(weights, wanted)
+        if weights is None:
+            raise KerastlError(f"the classifier's {donor.name} does not fit the discriminator "
+                               f"(shapes {[w.shape for w in donor.weights]} vs {wanted}): "
+                               "build the GAN with the classifier's widths")
+        target.set_weights(weights)
+        copied.append(target.name)
+    if not copied:
+        raise KerastlError("the classifier shares no block with the discriminator: seed from "
+                           "a run trained on the kerastl_small backbone")
+    return copied
+
+
+def _fit_channels(weights, wanted):
+    """A 3-channel first conv into a 1-channel one: sum over input channels (gray = R=G=B)."""
+    if len(weights) == 1 and weights[0].ndim == 4 and weights[0].shape[2] == 3 \
+            and wanted[0][2] == 1 and weights[0].shape[:2] + weights[0].shape[3:] \
+            == wanted[0][:2] + wanted[0][3:]:
+        return [weights[0].sum(axis=2, keepdims=True)]
+    return None

@@ -117,6 +117,17 @@ def save_image_grid(rows: Sequence[Sequence[np.ndarray]], path: Path, *, cell: i
     return path
 
 
+def png_bytes(image: np.ndarray) -> bytes:
+    """A uint8 image (H, W, 1 or 3) encoded as PNG."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def square_grid(images: np.ndarray) -> list[list[np.ndarray]]:
     """N images -> the rows of a square-ish grid (gray as RGB), for :func:`save_image_grid`."""
     images = np.asarray(images)

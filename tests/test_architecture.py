@@ -9,13 +9,15 @@ from pathlib import Path
 import kerastl
 
 ROOT = Path(kerastl.__file__).parent
-TASKS = ("kerastl.transfer", "kerastl.gan", "kerastl.edit", "kerastl.export",
+TASKS = ("kerastl.transfer", "kerastl.gan", "kerastl.vae", "kerastl.edit", "kerastl.export",
          "kerastl.inference", "kerastl.quickstart")
 BUILDING_BLOCKS = ("kerastl.data", "kerastl.metrics", "kerastl.serving", "kerastl.runs",
+                   "kerastl.blocks", "kerastl.latents", "kerastl._lazy",
                    "kerastl.errors", "kerastl.settings", "kerastl.colorspace",
                    "kerastl.backbones", "kerastl.layers", "kerastl.report",
                    "kerastl.distribute", "kerastl.engine", "kerastl.compute")
-TRAINERS = ("kerastl.transfer.finetune", "kerastl.gan.train", "kerastl.edit.color_train")
+TRAINERS = ("kerastl.transfer.finetune", "kerastl.gan.train", "kerastl.edit.color_train",
+            "kerastl.vae.train")
 
 
 def _modules() -> dict[str, Path]:

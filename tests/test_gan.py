@@ -144,7 +144,7 @@ def test_discriminator_blocks_seeded_from_a_small_backbone_classifier(trained_ru
     import keras
 
     from kerastl.gan import build_discriminator
-    from kerastl.gan.networks import seed_from_backbone
+    from kerastl.blocks import seed_from_backbone
 
     backbone = keras.models.load_model(trained_run / "model.keras").get_layer("backbone")
     discriminator = build_discriminator(32, channels=1, width=16)
@@ -211,7 +211,7 @@ def test_gan_evaluate_with_a_domain_extractor(gan_run, trained_run):
 
 
 def test_slerp_ends_at_both_points():
-    from kerastl.gan.sampling import slerp
+    from kerastl.latents import slerp
 
     a, b = np.array([1.0, 0.0]), np.array([0.0, 2.0])
     path = slerp(a, b, 5)

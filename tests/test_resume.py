@@ -40,13 +40,19 @@ TRAINERS = {
         "--width", "8", "--latent-dim", "8", "--epochs", "6", "--batch-size", "4",
         "--runs-dir", str(runs), "--name", "killed"],
         lambda run: ["gan", "resume", str(run)]),
+    "vae": (lambda data, runs: [
+        sys.executable, "-m", "kerastl_cli", "vae", "train", str(data), "--image-size", "32",
+        "--width", "8", "--latent-dim", "4", "--epochs", "6", "--batch-size", "4",
+        "--runs-dir", str(runs), "--name", "killed"],
+        lambda run: ["vae", "resume", str(run)]),
 }
 
 
 #: How each trainer's run is read back.
 LOADERS = {"finetune": ("kerastl.inference", "load_classifier"),
            "colour": ("kerastl.edit.color_apply", "load_color_model"),
-           "gan": ("kerastl.gan.train", "load_gan")}
+           "gan": ("kerastl.gan.train", "load_gan"),
+           "vae": ("kerastl.vae.train", "load_vae")}
 
 
 def wait_for_epochs(state_file: Path, epochs: int, process, timeout: float = 240) -> None:

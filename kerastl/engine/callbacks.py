@@ -1,4 +1,4 @@
-"""Callbacks every trainer shares: best model, history, NaN guard."""
+"""Callbacks every trainer shares: best model, history, NaN guard, sample grids."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import logging
 import math
 import sys
 
+import numpy as np
+
 from kerastl._tf import keras_module
 from kerastl.errors import TrainingError
+from kerastl.report import save_image_grid, square_grid
 from kerastl.runs import HISTORY_FILE, MODEL_FILE, RunDir
 
 keras = keras_module()
@@ -151,3 +154,17 @@ class FittedPhases:
     best: BestModelSaver
     history: HistoryWriter
     phase_starts: dict[str, int]
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """After each epoch, a grid from the same latent batch: ``plots/samples_epoch_NNN.png``
+    (any model with ``generate(latents) -> uint8 images``: the DCGAN, the VAE)."""
+
+    def __init__(self, run: RunDir, latents: np.ndarray):
+        super().__init__()
+        self.run, self.latents = run, latents
+
+    def on_epoch_end(self, epoch, logs=None):
+        images = self.model.generate(self.latents)
+        path = self.run / "plots" / f"samples_epoch_{epoch + 1:03d}.png"
+        save_image_grid(square_grid(images), path, cell=max(images.shape[1], 64))

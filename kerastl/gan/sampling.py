@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from kerastl.errors import KerastlError
 from kerastl.gan.train import load_gan
-from kerastl.report import save_image_grid, square_grid
+from kerastl.latents import slerp
+from kerastl.report import png_bytes, save_image_grid, square_grid
 from kerastl.runs import atomic_write
 
 
@@ -29,19 +28,8 @@ def sample(run: str | Path, count: int, out: str | Path, seed: int = 0,
     for path in paths:
         _refuse_existing(path, overwrite)
     for image, path in zip(images, paths):
-        atomic_write(path, _png(image))
+        atomic_write(path, png_bytes(image))
     return paths
-
-
-def slerp(a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
-    """Spherical interpolation from ``a`` to ``b`` (Gaussian latents live near a sphere)."""
-    unit_a, unit_b = a / np.linalg.norm(a), b / np.linalg.norm(b)
-    angle = np.arccos(np.clip(np.dot(unit_a, unit_b), -1.0, 1.0))
-    weights = np.linspace(0.0, 1.0, steps)
-    if angle < 1e-6:
-        return np.stack([(1 - w) * a + w * b for w in weights]).astype(np.float32)
-    return np.stack([(np.sin((1 - w) * angle) * a + np.sin(w * angle) * b) / np.sin(angle)
-                     for w in weights]).astype(np.float32)
 
 
 def interpolate(run: str | Path, out: str | Path, steps: int = 10, rows: int = 4,
@@ -77,12 +65,6 @@ def evaluate(run: str | Path, real: str, count: int = 2048, extractor: str = "in
     real_images = real_images[..., :1] if channels == 1 else real_images
     fake = gan.sample(count, seed + 1)
     return fid_kid(FeatureExtractor(extractor), real_images, fake)
-
-
-def _png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:

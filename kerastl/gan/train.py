@@ -13,26 +13,24 @@ import logging
 import math
 from pathlib import Path
 
-import numpy as np
 
 from kerastl._tf import keras_module, tensorflow
-from kerastl.data.bundle import load_images
-from kerastl.data.imageset import ImageSet
-from kerastl.data.pipeline import batch_reader
+from kerastl.data.generative import GenerativeImages, generative_splits, image_batches
 from kerastl.distribute import synchronize_batchnorm, worker_run_dir
 from kerastl.engine import start_run
 from kerastl.errors import KerastlError, RunDirError
 from kerastl.gan.config import DIFFAUGMENT_BELOW, GanConfig
 from kerastl.gan.dcgan import DCGAN
 from kerastl.gan.diffaugment import DEFAULT_POLICY
-from kerastl.gan.networks import build_discriminator, build_generator, freeze_blocks, \
-    seed_from_backbone
+from kerastl.blocks import seed_from_run
+from kerastl.gan.networks import build_discriminator, build_generator, freeze_blocks
 from kerastl.report import save_image_grid, square_grid
-from kerastl.runs import CLASSIFIER_JOBS, CONFIG_FILE, GAN_JOBS, HISTORY_FILE, METRICS_FILE, \
+from kerastl.runs import CONFIG_FILE, GAN_JOBS, HISTORY_FILE, METRICS_FILE, \
     MODEL_FILE, RunDir, default_run_name, load_keras_model, require_job, \
     require_settings, resolve_model_file, run_path, versions
 from kerastl.settings import from_settings
 from kerastl.engine.checkpoint import TrainingState, truncate_history
+from kerastl.engine.callbacks import SampleGrid
 from kerastl.engine.phases import PhaseEngine, PhaseSetup, Stage
 
 keras = keras_module()
@@ -140,37 +138,20 @@ def _synchronize(gan: DCGAN) -> None:
         synchronize_batchnorm(gan.discriminator)
 
 
-@dataclasses.dataclass
-class GanImages:
-    """The training images (in memory, or a streamed folder decoded batch by batch) and the
-    channels the GAN sees of them (1: the first of the three)."""
-
-    data: ImageSet
-    channels: int
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    @property
-    def size(self) -> int:
-        return int(self.data.images.shape[1])
+def _images(config: GanConfig, size: int, channels: int | None) -> GenerativeImages:
+    return generative_splits(config.data, size, seed=config.seed,
+                             channels=channels or config.channels, classes=config.classes,
+                             per_class=config.per_class, limit=config.limit)["train"]
 
 
-def _images(config: GanConfig, size: int, channels: int | None) -> GanImages:
-    bundle = load_images(config.data, size, val_fraction=0.0, seed=config.seed,
-                         classes=config.classes, per_class=config.per_class, limit=config.limit)
-    channels = channels or config.channels or (1 if _all_gray(bundle.train.images) else 3)
-    return GanImages(bundle.train, int(channels))
-
-
-def _fit(config: GanConfig, strategy, gan: DCGAN, run: RunDir, images: GanImages,
+def _fit(config: GanConfig, strategy, gan: DCGAN, run: RunDir, images: GenerativeImages,
          resume: TrainingState | None, callbacks) -> GanResult:
     with run.capture_log(log):
         size = images.size
         done = resume.epochs_done if resume else 0
         log.info("%s: %d images at %dx%dx%d, DiffAugment %s, from epoch %d", config.job,
                  len(images), size, size, images.channels, gan.diffaugment or "off", done + 1)
-        dataset = gan_dataset(images, config.batch_size, config.seed)
+        dataset = image_batches(images, config.batch_size, seed=config.seed)
         # model.keras is the GAN of the last epoch, both optimizers included: its checkpoint
         engine = PhaseEngine(run, gan, checkpoint="model", resume=resume,
                              verbose=config.verbose, learning_rate_column=False)
@@ -203,7 +184,7 @@ def _build(config: GanConfig, source: DCGAN | None, size: int, channels: int,
         generator = build_generator(size, channels, config.latent_dim, config.width)
         discriminator = build_discriminator(size, channels, config.width, config.spectral_norm)
     if config.d_from:
-        copied = seed_from_backbone(discriminator, _classifier_backbone(config.d_from))
+        copied = seed_from_run(discriminator, config.d_from, "--d-from")
         log.info("discriminator seeded from %s: %d layers", config.d_from, len(copied))
     if config.freeze_d:
         log.info("FreezeD: %s frozen", ", ".join(freeze_blocks(discriminator, config.freeze_d)))
@@ -226,27 +207,6 @@ def _policy(diffaugment: str, count: int) -> tuple[str, ...]:
     return parse_policy(diffaugment)
 
 
-def _all_gray(images) -> bool:
-    sample = np.asarray(images[:256])
-    return bool(np.all(sample[..., 0] == sample[..., 1]) and np.all(sample[..., 1] ==
-                                                                   sample[..., 2]))
-
-
-def gan_dataset(images: GanImages, batch_size: int, seed: int):
-    """Shuffled full batches in [-1, 1] with the GAN's channels, decoded batch by batch from
-    the files of a streamed folder."""
-    tf = tensorflow()
-    if len(images) < batch_size:
-        raise KerastlError(f"{len(images)} images are fewer than one batch of {batch_size}: "
-                           "lower --batch-size")
-    read, channels = batch_reader(images.data), images.channels
-    return (tf.data.Dataset.range(len(images))
-            .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-            .batch(batch_size, drop_remainder=True)
-            .map(lambda index: tf.cast(read(index)[0][..., :channels], tf.float32) / 127.5 - 1.0)
-            .prefetch(tf.data.AUTOTUNE))
-
-
 def load_gan(run_or_model: str | Path) -> DCGAN:
     """The GAN of a run directory or ``.keras`` file, optimizers and their states included."""
     require_job(run_or_model, GAN_JOBS, "this GAN command")
@@ -255,27 +215,3 @@ def load_gan(run_or_model: str | Path) -> DCGAN:
         raise KerastlError(f"{run_or_model} is not a kerastl GAN; train one with "
                            "'kerastl gan train'")
     return gan
-
-
-def _classifier_backbone(run: str):
-    from kerastl import layers  # noqa: F401 - registers Preprocess for loading
-
-    require_job(run, CLASSIFIER_JOBS, "--d-from")
-    classifier = load_keras_model(resolve_model_file(run), compile=False)
-    try:
-        return classifier.get_layer("backbone")
-    except ValueError:
-        raise KerastlError(f"{run} has no backbone: pass a kerastl classifier run") from None
-
-
-class SampleGrid(keras.callbacks.Callback):
-    """After each epoch, a grid from the same latent batch: ``plots/samples_epoch_NNN.png``."""
-
-    def __init__(self, run: RunDir, latents: np.ndarray):
-        super().__init__()
-        self.run, self.latents = run, latents
-
-    def on_epoch_end(self, epoch, logs=None):
-        images = self.model.generate(self.latents)
-        path = self.run / "plots" / f"samples_epoch_{epoch + 1:03d}.png"
-        save_image_grid(square_grid(images), path, cell=max(images.shape[1], 64))

@@ -1,0 +1,220 @@
+"""The VAE: its loss, bounds, training on the engine, latent editing, CLI and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kerastl_cli.main import cli
+from tests.conftest import write_class_folder
+
+
+def tiny_vae(size=28, channels=1, latent=3, likelihood="bernoulli", sigma=None, seed=0):
+    import keras
+
+    from kerastl.vae import VAE, build_decoder, build_encoder
+
+    keras.utils.set_random_seed(seed)
+    vae = VAE(build_encoder(size, channels, latent, 8), build_decoder(size, channels, latent, 8),
+              likelihood=likelihood, sigma=sigma, seed=seed)
+    vae.compile(keras.optimizers.Adam(3e-3))
+    return vae
+
+
+def blobs(count=16, size=28, channels=1, seed=0) -> np.ndarray:
+    """Images in [0, 1]: a bright square at a random place on a dark field."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((count, size, size, channels), np.float32)
+    for image in images:
+        y, x = rng.integers(0, size - 8, 2)
+        image[y:y + 8, x:x + 8] = 1.0
+    return images
+
+
+@pytest.fixture(scope="module")
+def colour_folder(tmp_path_factory) -> Path:
+    return write_class_folder(tmp_path_factory.mktemp("vae_data") / "images", per_class=12)
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory, colour_folder) -> Path:
+    from kerastl.vae import train_vae
+
+    result = train_vae(str(colour_folder), image_size=32, latent_dim=4, width=8, epochs=3,
+                       batch_size=8, kl_warmup=2, runs_dir=str(tmp_path_factory.mktemp("r")),
+                       name="vae", verbose=0)
+    return Path(result.run_dir)
+
+
+@pytest.mark.parametrize("likelihood,sigma", [("bernoulli", None), ("gaussian", None),
+                                              ("gaussian", 0.2)])
+def test_the_loss_falls_over_a_few_steps_on_a_fixed_batch(likelihood, sigma):
+    vae = tiny_vae(likelihood=likelihood, sigma=sigma)
+    batch = blobs()
+    losses = [float(vae.train_on_batch(batch, return_dict=True)["loss"]) for _ in range(15)]
+    assert all(math.isfinite(v) for v in losses)
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+
+
+def test_the_loss_is_the_negative_elbo_computed_by_hand():
+    """Bernoulli NLL summed over pixels plus the closed-form Gaussian KL, averaged."""
+    import tensorflow as tf
+
+    vae = tiny_vae()
+    images = blobs(4)
+    logits = np.random.default_rng(1).normal(size=images.shape).astype(np.float32)
+    z_mean = np.array([[0.5, -1.0, 0.0]] * 4, np.float32)
+    z_log_var = np.array([[0.0, np.log(4.0), -1.0]] * 4, np.float32)
+    loss = float(vae.compute_loss(x=images, y_pred={"logits": logits, "z_mean": z_mean,
+                                                     "z_log_var": z_log_var}))
+    p = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    nll = -np.sum(images * np.log(p) + (1 - images) * np.log(1 - p), axis=(1, 2, 3))
+    variance = np.exp(z_log_var.astype(np.float64))
+    kl = 0.5 * np.sum(variance + z_mean ** 2 - 1 - np.log(variance), axis=1)
+    assert kl[0] == pytest.approx(0.5 * (1 + 0.25 - 1) + 0.5 * (4 + 1 - 1 - np.log(4)) +
+                                  0.5 * (np.exp(-1) - 1 + 1), rel=1e-6)
+    assert loss == pytest.approx(float(np.mean(nll + kl)), rel=1e-4)
+    # a fixed-scale Gaussian: 0.5 ((x - mu) / sigma)^2 + log sigma + log(2 pi) / 2 per pixel
+    gaussian = tiny_vae(likelihood="gaussian", sigma=0.5)
+    mu = p
+    expected = np.sum(0.5 * ((images - mu) / 0.5) ** 2 + np.log(0.5) + 0.5 * np.log(2 * np.pi),
+                      axis=(1, 2, 3))
+    got = np.asarray(gaussian.negative_log_likelihood(tf.constant(images), logits))
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+
+
+def test_the_iwae_bound_is_tighter_than_the_elbo():
+    from kerastl.vae.evaluate import iwae_bound, negative_elbo
+
+    vae = tiny_vae()
+    for _ in range(20):
+        vae.train_on_batch(blobs(), return_dict=True)
+    images = (blobs(8, seed=3) * 255).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    elbo = np.mean([np.sum(negative_elbo(vae, images, rng), axis=0) for _ in range(32)], axis=0)
+    iwae = iwae_bound(vae, images, 64, rng)
+    assert np.all(np.isfinite(iwae))
+    assert np.mean(iwae) < np.mean(elbo)
+    assert np.mean(iwae_bound(vae, images, 1, rng)) == pytest.approx(np.mean(elbo), rel=0.05)
+
+
+def test_save_and_load_give_the_same_outputs_and_optimizer_state(tmp_path):
+    import keras
+
+    vae = tiny_vae(likelihood="gaussian")
+    for _ in range(3):
+        vae.train_on_batch(blobs(), return_dict=True)
+    vae.save(tmp_path / "vae.keras")
+    loaded = keras.models.load_model(tmp_path / "vae.keras")
+    images = (blobs(4, seed=5) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(loaded.reconstruct(images), vae.reconstruct(images))
+    np.testing.assert_array_equal(loaded.sample(4, seed=1), vae.sample(4, seed=1))
+    assert float(loaded.log_sigma) == pytest.approx(float(vae.log_sigma))
+    assert int(loaded.optimizer.iterations) == 3
+    for saved, kept in zip(loaded.optimizer.variables, vae.optimizer.variables):
+        np.testing.assert_allclose(saved.numpy(), kept.numpy())
+
+
+def test_kl_warmup_ramps_the_weight_from_the_epoch():
+    from kerastl.vae.model import KLWarmup
+
+    warmup = KLWarmup(beta=2.0, epochs=4)
+    assert [warmup.weight(e) for e in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
+    assert KLWarmup(beta=1.0, epochs=0).weight(0) == 1.0
+
+
+def test_a_vae_run_has_every_runs_files_and_picks_its_epoch_by_validation_elbo(vae_run):
+    assert (vae_run / "run.log").exists()
+    for name in ("config.json", "model.keras", "history.csv", "metrics.json",
+                 "checkpoints/state.json", "plots/samples_final.png",
+                 "plots/samples_epoch_003.png", "plots/reconstructions_epoch_003.png"):
+        assert (vae_run / name).stat().st_size > 0, name
+    metrics = json.loads((vae_run / "metrics.json").read_text())
+    assert metrics["val"]["neg_elbo"] == pytest.approx(
+        metrics["val"]["nll"] + metrics["val"]["kl"], abs=1e-3)
+    import csv
+
+    with (vae_run / "history.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    best = min(range(len(rows)), key=lambda i: (float(rows[i]["val_neg_elbo"]), -i))
+    assert metrics["best_epoch"] == best + 1
+    assert {"kl", "nll", "active_dims", "val_neg_elbo"} <= set(rows[0])
+
+
+def test_editing_by_amount_zero_is_the_reconstruction(vae_run, colour_folder, tmp_path):
+    from kerastl.vae.latent import edit, read_images, reconstruct
+    from kerastl.vae.train import load_vae
+
+    files = sorted((colour_folder / "red").glob("*.png"))[:2]
+    edit(vae_run, files, tmp_path / "edited", data=str(colour_folder), source_class="red",
+         target_class="blue", amount=0.0)
+    reconstruct(vae_run, files, tmp_path / "reconstructed")
+    for f in files:
+        edited = np.asarray(__import__("PIL.Image").Image.open(tmp_path / "edited" /
+                                                                f"{f.stem}.png"))
+        again = np.asarray(__import__("PIL.Image").Image.open(tmp_path / "reconstructed" /
+                                                               f"{f.stem}.png"))
+        np.testing.assert_array_equal(edited, again)
+    vae = load_vae(vae_run)
+    moved = edit(vae_run, files, tmp_path / "moved", data=str(colour_folder),
+                 source_class="red", target_class="blue", amount=1.0)
+    assert (tmp_path / "moved" / "before_after.png").exists() and len(moved) == 2
+    assert read_images(vae, files).shape == (2, 32, 32, 3)
+
+
+def test_the_cli_trains_samples_interpolates_and_evaluates(colour_folder, tmp_path):
+    runner = CliRunner()
+    train = runner.invoke(cli, ["-q", "vae", "train", str(colour_folder), "--image-size", "32",
+                                "--latent-dim", "2", "--width", "8", "--epochs", "1",
+                                "--batch-size", "8", "--runs-dir", str(tmp_path / "runs"),
+                                "--name", "v"])
+    assert train.exit_code == 0, train.output
+    run = tmp_path / "runs" / "v"
+    assert (run / "plots" / "latent_map.png").exists()  # a 2-D latent is mapped
+    sample = runner.invoke(cli, ["vae", "sample", str(run), "--n", "9", "--out",
+                                 str(tmp_path / "s.png")])
+    assert sample.exit_code == 0, sample.output
+    files = sorted((colour_folder / "green").glob("*.png"))[:2]
+    walk = runner.invoke(cli, ["vae", "interpolate", str(run), *map(str, files), "--steps",
+                               "5", "--out", str(tmp_path / "walk.png")])
+    assert walk.exit_code == 0, walk.output
+    from PIL import Image
+
+    assert Image.open(tmp_path / "walk.png").size == (5 * 64, 64)
+    score = runner.invoke(cli, ["vae", "evaluate", str(run), "--data", str(colour_folder),
+                                "--iw-samples", "8"])
+    assert score.exit_code == 0, score.output
+    report = json.loads(score.output)
+    assert report["iwae_8"] < report["neg_elbo"] + 1.0 and report["images"] == 36
+
+
+def test_bad_input_is_one_line_and_writes_nothing(vae_run, gan_run, trained_run,
+                                                  colour_folder, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "out"
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    good = str(next((colour_folder / "red").glob("*.png")))
+    cases = {
+        "a GAN run": (["vae", "reconstruct", str(gan_run), good, "--out", str(out)],
+                      "which this VAE command does not take"),
+        "a classifier run": (["vae", "sample", str(trained_run), "--out", str(out / "s.png")],
+                             "which this VAE command does not take"),
+        "an unknown class": (["vae", "edit", str(vae_run), good, "--data", str(colour_folder),
+                              "--from", "red", "--to", "purple", "--out", str(out)],
+                             "purple"),
+        "an unreadable image": (["vae", "reconstruct", str(vae_run), str(broken), "--out",
+                                 str(out)], "cannot be read as an image"),
+        "no image": (["vae", "reconstruct", str(vae_run), "--out", str(out)], "Missing"),
+    }
+    for name, (args, words) in cases.items():
+        result = runner.invoke(cli, args)
+        assert result.exit_code != 0, name
+        assert words in result.output, (name, result.output)
+        assert "Traceback" not in result.output, name
+        assert not out.exists(), name
