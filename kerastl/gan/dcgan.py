@@ -113,22 +113,22 @@ class DCGAN(keras.Model):
             fake = self.generator(d_latents, training=True)
             real_logits = self.discriminator(self._augment(real), training=True)
             fake_logits = self.discriminator(self._augment(fake), training=True)
-            d_loss = self._d_loss(real_logits, fake_logits)
-            scaled = self._per_replica(d_loss, self.d_optimizer)
+            d_losses = self._d_loss(real_logits, fake_logits)
+            scaled = self._for_gradients(d_losses, self.d_optimizer)
         self._apply(self.d_optimizer, tape.gradient(scaled, self.discriminator.trainable_variables),
                     self.discriminator.trainable_variables)
 
         with tf.GradientTape() as tape:
             fake = self.generator(g_latents, training=True)
             fake_logits_g = self.discriminator(self._augment(fake), training=True)
-            g_loss = self._g_loss(fake_logits_g)
-            scaled = self._per_replica(g_loss, self.g_optimizer)
+            g_losses = self._g_loss(fake_logits_g)
+            scaled = self._for_gradients(g_losses, self.g_optimizer)
         self._apply(self.g_optimizer, tape.gradient(scaled, self.generator.trainable_variables),
                     self.generator.trainable_variables)
         self._update_ema()
 
-        self.d_loss_tracker.update_state(d_loss)
-        self.g_loss_tracker.update_state(g_loss)
+        self.d_loss_tracker.update_state(d_losses)
+        self.g_loss_tracker.update_state(g_losses)
         self.d_real_tracker.update_state(tf.reduce_mean(tf.sigmoid(real_logits)))
         self.d_fake_tracker.update_state(tf.reduce_mean(tf.sigmoid(fake_logits)))
         return {m.name: m.result() for m in self.metrics}
@@ -140,29 +140,28 @@ class DCGAN(keras.Model):
         return diff_augment(images, self.policy, self.seed_generator) if self.policy else images
 
     def _d_loss(self, real_logits, fake_logits):
+        """The discriminator's loss per example: real scored real, fake scored fake."""
         tf = tensorflow()
-        real_logits, fake_logits = tf.cast(real_logits, tf.float32), tf.cast(fake_logits,
-                                                                            tf.float32)
+        real, fake = tf.cast(real_logits[:, 0], tf.float32), tf.cast(fake_logits[:, 0],
+                                                                   tf.float32)
         if self.loss_name == "hinge":
-            return tf.reduce_mean(tf.nn.relu(1.0 - real_logits)) + \
-                tf.reduce_mean(tf.nn.relu(1.0 + fake_logits))
-        return tf.reduce_mean(tf.nn.softplus(-real_logits)) + \
-            tf.reduce_mean(tf.nn.softplus(fake_logits))
+            return tf.nn.relu(1.0 - real) + tf.nn.relu(1.0 + fake)
+        return tf.nn.softplus(-real) + tf.nn.softplus(fake)
 
     def _g_loss(self, fake_logits):
+        """The generator's loss per example: its fakes scored real."""
         tf = tensorflow()
-        fake_logits = tf.cast(fake_logits, tf.float32)
+        fake = tf.cast(fake_logits[:, 0], tf.float32)
         if self.loss_name == "hinge":
-            return -tf.reduce_mean(fake_logits)
-        return tf.reduce_mean(tf.nn.softplus(-fake_logits))
+            return -fake
+        return tf.nn.softplus(-fake)
 
     @staticmethod
-    def _per_replica(loss, optimizer):
-        """A hand-written mean over the local batch, divided by the replica count (Keras loss
-        objects do this themselves; these losses are not Keras loss objects), then scaled
-        for mixed precision."""
-        tf = tensorflow()
-        loss = loss / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype)
+    def _for_gradients(per_example, optimizer):
+        """The mean over the global batch (``tf.nn.compute_average_loss``: the local sum over
+        the global batch size, so replicas' gradients add up to the whole batch's), scaled for
+        mixed precision."""
+        loss = tensorflow().nn.compute_average_loss(per_example)
         if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
             return optimizer.scale_loss(loss)
         return loss
