@@ -43,12 +43,12 @@ VAE_JOBS = ("vae", "vae-finetune")
 HANDLED_BY = {
     CLASSIFIER_JOBS: "use it with kerastl predict, evaluate or export "
                      "(resume it with kerastl finetune --resume)",
-    GAN_JOBS: "use it with kerastl gan sample, interpolate, evaluate or finetune "
-              "(resume it with kerastl gan resume)",
+    GAN_JOBS: "use it with kerastl gan sample, interpolate, evaluate, finetune or kerastl "
+              "export (resume it with kerastl gan resume)",
     (COLOR_JOB,): "use it with kerastl edit color or kerastl export "
                   "(resume it with kerastl edit train-color --resume)",
-    VAE_JOBS: "use it with kerastl vae sample, reconstruct, interpolate, edit, evaluate or "
-              "finetune (resume it with kerastl vae resume)",
+    VAE_JOBS: "use it with kerastl vae sample, reconstruct, interpolate, edit, evaluate, "
+              "finetune or kerastl export (resume it with kerastl vae resume)",
 }
 #: How to continue an interrupted run of each family (None: it cannot be resumed).
 RESUME_COMMAND = {CLASSIFIER_JOBS: "kerastl finetune --resume {run}",

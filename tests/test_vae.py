@@ -218,3 +218,25 @@ def test_bad_input_is_one_line_and_writes_nothing(vae_run, gan_run, trained_run,
         assert words in result.output, (name, result.output)
         assert "Traceback" not in result.output, name
         assert not out.exists(), name
+
+
+@pytest.mark.parametrize("format", ["savedmodel", "tflite"])
+@pytest.mark.parametrize("model", ["vae", "gan"])
+def test_export_of_a_generative_run_takes_latents_and_matches_keras(model, format, vae_run,
+                                                                     gan_run, tmp_path):
+    from kerastl.export.exporter import export_model
+
+    run = vae_run if model == "vae" else gan_run
+    result = export_model(run, format=format, out=tmp_path / "exports", name="gen")
+    assert result.version == 1
+    report = result.report
+    assert report["max_abs_diff_0_255"] <= 1 and report["identical_pixels"] > 0.99, report
+    assert report["size_bytes"] > 0 and report["latency_ms_per_image"]["export"] > 0
+    if format == "savedmodel":
+        import tensorflow as tf
+
+        serve = tf.saved_model.load(str(result.path)).signatures["serving_default"]
+        latents = np.zeros((2, serve.structured_input_signature[1]["latents"].shape[-1]),
+                           np.float32)
+        images = serve(latents=tf.constant(latents))["images"]
+        assert images.dtype == tf.uint8 and images.shape[0] == 2

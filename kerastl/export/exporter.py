@@ -17,13 +17,14 @@ from kerastl._tf import tensorflow
 from kerastl.data import ImageSet, load_data
 from kerastl.data.sources import load_splits
 from kerastl.export.color import export_color
+from kerastl.export.generator import export_generator
 from kerastl.errors import KerastlError
 from kerastl.export.layout import reserved_version, staged_folder, write_labels
 from kerastl.export.parity import parity_report
 from kerastl.export.tflite import QUANTIZATIONS, convert
 from kerastl.serving import Classifier, load_classifier
-from kerastl.runs import CLASSIFIER_JOBS, COLOR_JOB, METRICS_FILE, atomic_write, \
-    atomic_write_text, check_name, require_job, staged_file
+from kerastl.runs import CLASSIFIER_JOBS, COLOR_JOB, GAN_JOBS, METRICS_FILE, VAE_JOBS, \
+    atomic_write, atomic_write_text, check_name, require_job, staged_file
 
 log = logging.getLogger("kerastl")
 
@@ -63,9 +64,14 @@ def export_model(model: str | Path, format: str = "savedmodel", quantize: str = 
     if quantize != "none" and format != "tflite":
         raise KerastlError(f"--quantize applies to tflite only (received --format {format})")
     name = check_name(name or _default_name(Path(model)))
-    record = require_job(model, (*CLASSIFIER_JOBS, COLOR_JOB), "kerastl export")
+    record = require_job(model, (*CLASSIFIER_JOBS, COLOR_JOB, *GAN_JOBS, *VAE_JOBS),
+                         "kerastl export")
     if record is not None and record["job"] == COLOR_JOB:
         path, version, report = export_color(model, format, name, out, version, quantize)
+        return ExportResult(path, version, report)
+    if record is not None and record["job"] in (*GAN_JOBS, *VAE_JOBS):
+        path, version, report = export_generator(model, record["job"], format, name, out,
+                                                 version, quantize)
         return ExportResult(path, version, report)
     classifier = load_classifier(model)
     if classifier.kind != "keras":

@@ -30,7 +30,7 @@ QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 def convert(model, quantize: str = "none",
             representative: Callable[[], Iterable[np.ndarray]] | None = None,
             int8_io: bool = False, outputs: Callable | None = None,
-            exact_hard_swish: bool = False) -> bytes:
+            exact_hard_swish: bool = False, inputs=None) -> bytes:
     """The model's forward pass (float32 pixels 0-255 in, probabilities out) as TFLite bytes.
 
     Args:
@@ -43,6 +43,8 @@ def convert(model, quantize: str = "none",
         exact_hard_swish: with ``int8``, keep TFLite's HARD_SWISH op instead of the
             XNNPACK-friendly rewrite: closer to Keras, much slower on CPU (measured on
             MobileNetV3Small: top-1 agreement 0.981 vs 0.962; 0.25x vs 1.28x float speed).
+        inputs: the ``tf.TensorSpec`` ``outputs`` takes [default: float32 pixels at the
+            model's input size] (a generator takes latents).
     """
     tf = tensorflow()
     import keras
@@ -52,7 +54,9 @@ def convert(model, quantize: str = "none",
     if quantize == "int8" and representative is None:
         raise KerastlError("int8 quantization needs calibration images: export a run whose data "
                            "is at hand, or pass --data")
-    height, width = (int(d) for d in model.input_shape[1:3])
+    if inputs is None:
+        height, width = (int(d) for d in model.input_shape[1:3])
+        inputs = tf.TensorSpec([None, height, width, 3], tf.float32, name="pixels")
     rewrite = _int8_friendly_activations(model) if quantize == "int8" and not exact_hard_swish \
         else contextlib.nullcontext()
     with tempfile.TemporaryDirectory() as folder, rewrite:
@@ -60,8 +64,7 @@ def convert(model, quantize: str = "none",
         archive.track(model)
         archive.add_endpoint("serve", outputs or (
                              lambda pixels: primary_output(model(pixels, training=False))),
-                             input_signature=[tf.TensorSpec([None, height, width, 3],
-                                                            tf.float32, name="pixels")])
+                             input_signature=[inputs])
         archive.write_out(folder, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         _configure(converter, quantize, representative, int8_io)

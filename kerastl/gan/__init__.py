@@ -8,7 +8,7 @@ _LAZY = {
     "build_discriminator": "kerastl.gan.networks", "build_generator": "kerastl.gan.networks",
     "evaluate": "kerastl.gan.sampling", "interpolate": "kerastl.gan.sampling",
     "sample": "kerastl.gan.sampling", "GanResult": "kerastl.gan.train",
-    "finetune_gan": "kerastl.gan.train", "load_gan": "kerastl.gan.train",
+    "finetune_gan": "kerastl.gan.train", "load_gan": "kerastl.gan.dcgan",
     "resume_gan": "kerastl.gan.train", "train_gan": "kerastl.gan.train",
 }
 __all__ = sorted(_LAZY)

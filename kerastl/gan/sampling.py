@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from kerastl.errors import KerastlError
-from kerastl.gan.train import load_gan
+from kerastl.gan.dcgan import load_gan
 from kerastl.latents import slerp
 from kerastl.report import png_bytes, save_image_grid, square_grid
 from kerastl.runs import atomic_write

@@ -20,14 +20,13 @@ from kerastl.distribute import synchronize_batchnorm, worker_run_dir
 from kerastl.engine import start_run
 from kerastl.errors import KerastlError, RunDirError
 from kerastl.gan.config import DIFFAUGMENT_BELOW, GanConfig
-from kerastl.gan.dcgan import DCGAN
+from kerastl.gan.dcgan import DCGAN, load_gan
 from kerastl.gan.diffaugment import DEFAULT_POLICY
 from kerastl.blocks import seed_from_run
 from kerastl.gan.networks import build_discriminator, build_generator, freeze_blocks
 from kerastl.report import save_image_grid, square_grid
-from kerastl.runs import CONFIG_FILE, GAN_JOBS, HISTORY_FILE, METRICS_FILE, \
-    MODEL_FILE, RunDir, default_run_name, load_keras_model, require_job, \
-    require_settings, resolve_model_file, run_path, versions
+from kerastl.runs import CONFIG_FILE, GAN_JOBS, HISTORY_FILE, METRICS_FILE, MODEL_FILE, \
+    RunDir, default_run_name, require_job, require_settings, run_path, versions
 from kerastl.settings import from_settings
 from kerastl.engine.checkpoint import TrainingState, truncate_history
 from kerastl.engine.callbacks import SampleGrid
@@ -205,13 +204,3 @@ def _policy(diffaugment: str, count: int) -> tuple[str, ...]:
     if diffaugment == "auto":
         return parse_policy(DEFAULT_POLICY if count < DIFFAUGMENT_BELOW else "none")
     return parse_policy(diffaugment)
-
-
-def load_gan(run_or_model: str | Path) -> DCGAN:
-    """The GAN of a run directory or ``.keras`` file, optimizers and their states included."""
-    require_job(run_or_model, GAN_JOBS, "this GAN command")
-    gan = load_keras_model(resolve_model_file(run_or_model))
-    if not isinstance(gan, DCGAN):
-        raise KerastlError(f"{run_or_model} is not a kerastl GAN; train one with "
-                           "'kerastl gan train'")
-    return gan

@@ -10,7 +10,7 @@ _LAZY = {
     "build_encoder": "kerastl.vae.model", "build_decoder": "kerastl.vae.model",
     "VaeConfig": "kerastl.vae.config", "VaeResult": "kerastl.vae.train",
     "train_vae": "kerastl.vae.train", "finetune_vae": "kerastl.vae.train",
-    "resume_vae": "kerastl.vae.train", "load_vae": "kerastl.vae.train",
+    "resume_vae": "kerastl.vae.train", "load_vae": "kerastl.vae.model",
     "evaluate_vae": "kerastl.vae.evaluate", "elbo_report": "kerastl.vae.evaluate",
     "reconstruct": "kerastl.vae.latent", "interpolate": "kerastl.vae.latent",
     "edit": "kerastl.vae.latent", "sample": "kerastl.vae.latent",

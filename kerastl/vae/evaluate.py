@@ -72,7 +72,7 @@ def evaluate_vae(run, data: str, *, split: str = "test", batch_size: int = 64,
                  samples: int = 2048, classes=None, per_class=None, limit=None) -> dict:
     """The report of :func:`elbo_report` on ``data``'s ``split`` (its training images where it
     has no such split), with FID/KID of ``samples`` samples through ``extractor`` if given."""
-    from kerastl.vae.train import load_vae
+    from kerastl.vae.model import load_vae
 
     vae = load_vae(run)
     size, channels = vae.image_shape[0], vae.image_shape[-1]

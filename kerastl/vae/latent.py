@@ -21,7 +21,7 @@ from kerastl.latents import lerp, slerp
 from kerastl.report import png_bytes, save_image_grid, square_grid
 from kerastl.runs import atomic_write, check_output_file
 from kerastl.vae.model import VAE
-from kerastl.vae.train import load_vae
+from kerastl.vae.model import load_vae
 
 
 @dataclasses.dataclass

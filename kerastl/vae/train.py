@@ -23,12 +23,11 @@ from kerastl.engine import start_run
 from kerastl.engine.callbacks import SampleGrid
 from kerastl.engine.checkpoint import TrainingState, read_resumable
 from kerastl.engine.phases import PhaseEngine, PhaseSetup, Stage
-from kerastl.errors import KerastlError
 from kerastl.report import save_image_grid, square_grid
-from kerastl.runs import CONFIG_FILE, METRICS_FILE, VAE_JOBS, RunDir, \
-    default_run_name, load_keras_model, require_job, resolve_model_file, run_path, versions
+from kerastl.runs import CONFIG_FILE, METRICS_FILE, VAE_JOBS, RunDir, default_run_name, \
+    run_path, versions
 from kerastl.vae.config import VaeConfig
-from kerastl.vae.model import VAE, KLWarmup, build_decoder, build_encoder
+from kerastl.vae.model import VAE, KLWarmup, build_decoder, build_encoder, load_vae
 
 keras = keras_module()
 log = logging.getLogger("kerastl")
@@ -104,16 +103,6 @@ def resume_vae(run_dir: str | Path) -> VaeResult:
     with worker_run_dir(strategy, run.path, existing=True) as worker_run, \
             worker_run.capture_log(log):
         return _fit(config, strategy, vae, worker_run, splits, state, ())
-
-
-def load_vae(run_or_model: str | Path) -> VAE:
-    """The VAE of a run directory or ``.keras`` file, its optimizer's state included."""
-    require_job(run_or_model, VAE_JOBS, "this VAE command")
-    vae = load_keras_model(resolve_model_file(run_or_model))
-    if not isinstance(vae, VAE):
-        raise KerastlError(f"{run_or_model} is not a kerastl VAE; train one with "
-                           "'kerastl vae train'")
-    return vae
 
 
 def _start(config: VaeConfig):
