@@ -77,6 +77,9 @@ def vae_training_options(command):
 @click.option("--width", type=click.IntRange(min=4), default=VAE["width"],
               help="Encoder's first-block filters (doubling per block); the decoder "
                    "mirrors it.")
+@click.option("--conditional", is_flag=True,
+              help="The class enters encoder and decoder: sample by class (--class, "
+                   "--per-class), edit by swapping the label.")
 @vae_training_options
 @click.pass_context
 def train(ctx: click.Context, data, image_size, channels, **options) -> None:
@@ -125,14 +128,25 @@ def resume(run) -> None:
 @vae.command("sample")
 @click.argument("run", type=click.Path(exists=True))
 @click.option("--n", "count", type=click.IntRange(min=1), default=64)
+@click.option("--class", "class_name", help="A conditional model: samples of this class "
+              "[default: every class in turn].")
+@click.option("--per-class", type=click.IntRange(min=1),
+              help="A conditional model: N samples of every class, as --out/CLASS/*.png (a "
+                   "data folder for finetune).")
 @click.option("--seed", type=int, default=0, help="Seeds the latent batch.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="A grid PNG.")
+@click.option("--out", required=True, type=click.Path(),
+              help="A grid PNG, or with --per-class a folder.")
 @click.option("--overwrite", is_flag=True)
-def sample(run, count, seed, out, overwrite) -> None:
+def sample(run, count, class_name, per_class, seed, out, overwrite) -> None:
     """Draw samples from the prior through the decoder of RUN."""
-    from kerastl.vae.latent import sample as draw
+    from kerastl.vae.latent import sample as draw, sample_folders
 
-    click.echo(f"Wrote {draw(run, count, out, seed, overwrite)}")
+    if per_class:
+        counts = sample_folders(run, per_class, out, seed, overwrite)
+        click.echo(f"Wrote {sum(counts.values())} samples in {len(counts)} class folders "
+                   f"under {out}")
+        return
+    click.echo(f"Wrote {draw(run, count, out, seed, overwrite, class_name)}")
 
 
 @vae.command("reconstruct")
@@ -140,12 +154,13 @@ def sample(run, count, seed, out, overwrite) -> None:
 @IMAGES
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for NAME.png per image and reconstructions.png.")
+@click.option("--class", "class_name", help="The images' class (a conditional model).")
 @click.option("--overwrite", is_flag=True, help="Replace existing files in --out.")
-def reconstruct(run, images, out_dir, overwrite) -> None:
+def reconstruct(run, images, out_dir, class_name, overwrite) -> None:
     """Encode IMAGES and decode them again (posterior mean)."""
     from kerastl.vae.latent import reconstruct as through
 
-    _written(through(run, images, out_dir, overwrite))
+    _written(through(run, images, out_dir, overwrite, class_name))
 
 
 @vae.command("interpolate")
@@ -170,8 +185,8 @@ def interpolate(run, images, steps, rows, linear, seed, out, overwrite) -> None:
 @vae.command("edit")
 @click.argument("run", type=click.Path(exists=True))
 @IMAGES
-@click.option("--data", required=True,
-              help="Data spec whose classes --from and --to name (class means in latent).")
+@click.option("--data", help="Data spec whose classes --from and --to name (their mean "
+              "latents); a conditional model needs none: it swaps the label.")
 @click.option("--from", "source_class", required=True, help="The class the images are.")
 @click.option("--to", "target_class", required=True, help="The class to move them towards.")
 @click.option("--amount", type=float, default=1.0,

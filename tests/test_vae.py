@@ -240,3 +240,70 @@ def test_export_of_a_generative_run_takes_latents_and_matches_keras(model, forma
                            np.float32)
         images = serve(latents=tf.constant(latents))["images"]
         assert images.dtype == tf.uint8 and images.shape[0] == 2
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory, colour_folder) -> Path:
+    from kerastl.vae import train_vae
+
+    result = train_vae(str(colour_folder), image_size=32, latent_dim=4, width=8, epochs=2,
+                       batch_size=8, conditional=True,
+                       runs_dir=str(tmp_path_factory.mktemp("c")), name="cvae", verbose=0)
+    return Path(result.run_dir)
+
+
+def test_a_conditional_sample_of_class_c_feeds_label_c(conditional_run, tmp_path):
+    from kerastl.vae.latent import sample, sample_folders
+    from kerastl.vae.model import load_vae
+
+    config = json.loads((conditional_run / "config.json").read_text())
+    assert config["class_names"] == ["blue", "green", "red"]
+    vae = load_vae(conditional_run)
+    assert vae.num_classes == 3
+    fed, decoder = [], vae.decoder
+    vae.decoder = lambda inputs, training=False: fed.append(np.asarray(inputs[1])) or \
+        decoder(inputs, training=training)
+    vae.sample(4, seed=0, labels=[2, 2, 2, 2])
+    np.testing.assert_array_equal(fed[-1], np.tile([0.0, 0.0, 1.0], (4, 1)))
+    vae.decoder = decoder
+    one = vae.sample(2, seed=0, labels=[0, 0])
+    assert not np.array_equal(one, vae.sample(2, seed=0, labels=[1, 1]))  # the label counts
+    sample(conditional_run, 4, tmp_path / "green.png", class_name="green")
+    counts = sample_folders(conditional_run, 3, tmp_path / "samples")
+    assert counts == {"blue": 3, "green": 3, "red": 3}
+    import kerastl
+
+    data = kerastl.load_data(str(tmp_path / "samples"), 32, val_fraction=0.0)
+    assert data.class_names == ["blue", "green", "red"] and len(data.train) + len(
+        data.test or []) == 9
+
+
+def test_a_conditional_edit_swaps_the_label_and_amount_zero_reconstructs(conditional_run,
+                                                                       colour_folder, tmp_path):
+    from PIL import Image
+
+    from kerastl.errors import KerastlError
+    from kerastl.vae.latent import edit, reconstruct
+
+    files = sorted((colour_folder / "red").glob("*.png"))[:2]
+    edit(conditional_run, files, tmp_path / "same", data=None, source_class="red",
+         target_class="blue", amount=0.0)
+    reconstruct(conditional_run, files, tmp_path / "recon", class_name="red")
+    for f in files:
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "same" / f"{f.stem}.png")),
+                                      np.asarray(Image.open(tmp_path / "recon" /
+                                                            f"{f.stem}.png")))
+    with pytest.raises(KerastlError, match="--class"):
+        reconstruct(conditional_run, files, tmp_path / "none")
+    assert not (tmp_path / "none").exists()
+
+
+def test_a_conditional_run_evaluates_and_exports_with_labels(conditional_run, colour_folder,
+                                                            tmp_path):
+    from kerastl.export.exporter import export_model
+    from kerastl.vae.evaluate import evaluate_vae
+
+    report = evaluate_vae(conditional_run, str(colour_folder), iw_samples=4)
+    assert report["iwae_4"] <= report["neg_elbo"] + 1.0
+    exported = export_model(conditional_run, out=tmp_path / "exports", name="cvae")
+    assert exported.report["max_abs_diff_0_255"] <= 1

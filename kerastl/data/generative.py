@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 
 from kerastl._tf import tensorflow
-from kerastl.data.bundle import load_images
+from kerastl.data.bundle import load_data, load_images
 from kerastl.data.imageset import ImageSet
 from kerastl.data.pipeline import batch_reader
 from kerastl.errors import KerastlError
@@ -33,11 +33,13 @@ class GenerativeImages:
 
 def generative_splits(spec: str, size: int, *, seed: int, channels: int | None = None,
                       val_fraction: float = 0.0, classes=None, per_class=None,
-                      limit=None) -> dict[str, GenerativeImages]:
+                      limit=None, labelled: bool = False) -> dict[str, GenerativeImages]:
     """The ``train`` (and ``val``, ``test`` where there are any) images of ``spec`` at ``size``;
-    ``channels`` defaults to 1 when the training images are gray."""
-    bundle = load_images(spec, size, val_fraction=val_fraction, seed=seed, classes=classes,
-                         per_class=per_class, limit=limit)
+    ``channels`` defaults to 1 when the training images are gray. ``labelled`` keeps the
+    classes (a conditional model); else every image is of one class, ``image``."""
+    load = load_data if labelled else load_images
+    bundle = load(spec, size, val_fraction=val_fraction, seed=seed, classes=classes,
+                  per_class=per_class, limit=limit)
     channels = int(channels or (1 if all_gray(bundle.train.images) else 3))
     return {name: GenerativeImages(split, channels)
             for name, split in (("train", bundle.train), ("val", bundle.val),
@@ -53,9 +55,11 @@ def all_gray(images) -> bool:
 
 
 def image_batches(images: GenerativeImages, batch_size: int, *, seed: int | None,
-                  low: float = -1.0, drop_remainder: bool = True):
+                  low: float = -1.0, drop_remainder: bool = True, num_classes: int = 0):
     """Batches of floats in ``[low, 1]`` with the model's channels, decoded batch by batch
-    from the files of a streamed folder; shuffled each epoch from ``seed`` (None: in order)."""
+    from the files of a streamed folder; shuffled each epoch from ``seed`` (None: in order).
+    With ``num_classes`` (a conditional model), each batch is ``((images, one-hot labels),)``:
+    both are the model's input."""
     tf = tensorflow()
     if drop_remainder and len(images) < batch_size:
         raise KerastlError(f"{len(images)} images are fewer than one batch of {batch_size}: "
@@ -65,6 +69,10 @@ def image_batches(images: GenerativeImages, batch_size: int, *, seed: int | None
     indices = tf.data.Dataset.range(len(images))
     if seed is not None:
         indices = indices.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    return (indices.batch(batch_size, drop_remainder=drop_remainder)
-            .map(lambda index: tf.cast(read(index)[0][..., :channels], tf.float32) * scale + low)
+    def batch(index):
+        images, labels = read(index)
+        pixels = tf.cast(images[..., :channels], tf.float32) * scale + low
+        return ((pixels, tf.one_hot(labels, num_classes)),) if num_classes else pixels
+
+    return (indices.batch(batch_size, drop_remainder=drop_remainder).map(batch)
             .prefetch(tf.data.AUTOTUNE))

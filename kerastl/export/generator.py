@@ -1,7 +1,8 @@
 """Export a generative run (a DCGAN or a VAE): the network that makes images, latents in.
 
 SavedModel signature:
-  ``serving_default``  latents: float32 [N, D] -> images: uint8 [N, S, S, C]
+  ``serving_default``  latents: float32 [N, D] (and labels: int32 [N] for a conditional VAE)
+                       -> images: uint8 [N, S, S, C]
                        (the DCGAN's EMA generator, or the VAE's decoder and its sigmoid)
 
 The TFLite model takes the same latents and gives the images as float32 0-255 (whole numbers,
@@ -59,7 +60,8 @@ def _load(run_or_model, job: str):
 
 
 def image_function(model):
-    """``latents -> float32 images in 0-255, whole numbers`` for a DCGAN or a VAE."""
+    """``(latents[, class indices]) -> float32 images in 0-255, whole numbers`` for a DCGAN
+    or a (conditional) VAE."""
     tf = tensorflow()
     from kerastl.gan.dcgan import DCGAN
 
@@ -67,13 +69,21 @@ def image_function(model):
         network, to_unit = model.sampler, lambda x: (x + 1.0) / 2.0
     else:
         network, to_unit = model.decoder, tf.sigmoid
-    return network, lambda latents: tf.round(tf.clip_by_value(
-        to_unit(tf.cast(network(latents, training=False), tf.float32)) * 255.0, 0.0, 255.0))
+    classes = getattr(model, "num_classes", 0)
+
+    def images(latents, labels=None):
+        inputs = latents if not classes else [latents, tf.one_hot(labels, classes)]
+        made = tf.cast(network(inputs, training=False), tf.float32)
+        return tf.round(tf.clip_by_value(to_unit(made) * 255.0, 0.0, 255.0))
+    return network, images
 
 
-def _signature(model):
-    return tensorflow().TensorSpec([None, model.latent_dim], tensorflow().float32,
-                                   name="latents")
+def _signature(model) -> list:
+    tf = tensorflow()
+    latents = tf.TensorSpec([None, model.latent_dim], tf.float32, name="latents")
+    if getattr(model, "num_classes", 0):
+        return [latents, tf.TensorSpec([None], tf.int32, name="labels")]
+    return [latents]
 
 
 def _savedmodel(model, final: Path) -> tuple[Path, dict]:
@@ -85,12 +95,12 @@ def _savedmodel(model, final: Path) -> tuple[Path, dict]:
         archive = keras.export.ExportArchive()
         archive.track(network)
         archive.add_endpoint("serving_default",
-                             lambda latents: {"images": tf.cast(images(latents), tf.uint8)},
-                             input_signature=[_signature(model)])
+                             lambda *inputs: {"images": tf.cast(images(*inputs), tf.uint8)},
+                             input_signature=_signature(model))
         archive.write_out(str(folder), verbose=False)
         serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
-        report = _parity(model, lambda z: serve(latents=tf.constant(z))["images"].numpy(),
-                         folder)
+        report = _parity(model, lambda z, labels=None: serve(**_feed(z, labels))[
+            "images"].numpy(), folder)
         report["artifact"] = str(final)
         atomic_write_text(folder / REPORT_FILE, json.dumps(report, indent=2) + "\n")
     return final, report
@@ -101,8 +111,11 @@ def _tflite(model, model_dir: Path, name: str, version: int, quantize: str
     from kerastl.export.tflite import convert
     from kerastl.serving import TFLiteRunner
 
+    if getattr(model, "num_classes", 0):
+        raise KerastlError("a conditional model exports as a SavedModel (latents and labels "
+                           "in); its TFLite export is not written yet")
     network, images = image_function(model)
-    flatbuffer = convert(network, quantize, outputs=images, inputs=_signature(model))
+    flatbuffer = convert(network, quantize, outputs=images, inputs=_signature(model)[0])
     suffix = "" if quantize == "none" else f"-{quantize}"
     path = atomic_write(model_dir / f"{name}-v{version}{suffix}.tflite", flatbuffer)
     report = _parity(model, TFLiteRunner(str(path)), path)
@@ -111,10 +124,24 @@ def _tflite(model, model_dir: Path, name: str, version: int, quantize: str
     return path, report
 
 
+def _feed(latents, labels) -> dict:
+    tf = tensorflow()
+    feed = {"latents": tf.constant(latents)}
+    if labels is not None:
+        feed["labels"] = tf.constant(labels, tf.int32)
+    return feed
+
+
 def _parity(model, exported, artifact: Path) -> dict:
     latents = model.latents(CHECK_LATENTS, seed=0)
-    reference = model.generate(latents).astype(np.int16)
-    found = np.asarray(exported(latents)).astype(np.int16)
+    classes = getattr(model, "num_classes", 0)
+
+    def with_labels(make):  # a conditional model makes every class in turn
+        return (lambda z: make(z, np.arange(len(z)) % classes)) if classes else make
+
+    keras_images, export_images = with_labels(model.generate), with_labels(exported)
+    reference = keras_images(latents).astype(np.int16)
+    found = np.asarray(export_images(latents)).astype(np.int16)
     if found.shape != reference.shape:
         raise KerastlError(f"the export gives images of shape {found.shape}, the model "
                            f"{reference.shape}")
@@ -122,5 +149,5 @@ def _parity(model, exported, artifact: Path) -> dict:
     return {"artifact": str(artifact), "size_bytes": artifact_size(artifact),
             "check_latents": len(latents), "max_abs_diff_0_255": int(difference.max()),
             "identical_pixels": float(np.mean(difference == 0)),
-            "latency_ms_per_image": {"keras": median_latency_ms(model.generate, latents[:8]),
-                                     "export": median_latency_ms(exported, latents[:8])}}
+            "latency_ms_per_image": {"keras": median_latency_ms(keras_images, latents[:8]),
+                                     "export": median_latency_ms(export_images, latents[:8])}}

@@ -24,9 +24,10 @@ class VaeConfig(ScaleSettings, DataSelection, RunSettings):
     the standard normal prior, summed over latent dimensions. ``kl_warmup`` epochs ramp the KL
     weight linearly from 0 to ``beta`` (against posterior collapse early in training).
     ``likelihood`` is ``bernoulli`` (pixels in [0, 1] as probabilities) or ``gaussian`` with a
-    learned scale, or the fixed ``sigma`` given. The encoder's blocks are the small
-    backbone's (``encoder_from``: a classifier run on ``kerastl_small`` seeds them); adapting
-    (``init``: a VAE run) keeps the source's architecture.
+    learned scale, or the fixed ``sigma`` given. ``conditional``: the class enters the encoder
+    and the decoder (one-hot), so samples can be asked for by class. The encoder's blocks are
+    the small backbone's (``encoder_from``: a classifier run on ``kerastl_small`` seeds them);
+    adapting (``init``: a VAE run) keeps the source's architecture.
     """
 
     data: str
@@ -41,6 +42,7 @@ class VaeConfig(ScaleSettings, DataSelection, RunSettings):
     kl_warmup: int = 0
     likelihood: str = "bernoulli"
     sigma: float | None = None
+    conditional: bool = False
     val_fraction: float = 0.1
     patience: int | None = None
     init: str | None = None

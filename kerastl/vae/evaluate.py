@@ -13,6 +13,7 @@ import numpy as np
 
 from kerastl._tf import tensorflow
 from kerastl.data.generative import GenerativeImages, generative_splits
+from kerastl.errors import KerastlError
 from kerastl.metrics.image_quality import psnr
 from kerastl.vae.model import VAE, kl_per_dimension, to_unit
 
@@ -26,14 +27,15 @@ def elbo_report(vae: VAE, images: GenerativeImages, batch_size: int = 64, seed: 
     rng = np.random.default_rng(seed)
     sums = {"neg_elbo": 0.0, "nll": 0.0, "kl": 0.0, "psnr": 0.0}
     bound = 0.0
-    for batch in _batches(images, batch_size):
-        nll, kl = negative_elbo(vae, batch, rng)
+    for batch, labels in _batches(images, batch_size, vae.num_classes):
+        nll, kl = negative_elbo(vae, batch, rng, labels)
         sums["nll"] += float(np.sum(nll))
         sums["kl"] += float(np.sum(kl))
         sums["neg_elbo"] += float(np.sum(nll + kl))
-        sums["psnr"] += sum(psnr(a, b, peak=255.0) for a, b in zip(batch, vae.reconstruct(batch)))
+        sums["psnr"] += sum(psnr(a, b, peak=255.0)
+                            for a, b in zip(batch, vae.reconstruct(batch, labels)))
         if iw_samples:
-            bound += float(np.sum(iwae_bound(vae, batch, iw_samples, rng)))
+            bound += float(np.sum(iwae_bound(vae, batch, iw_samples, rng, labels)))
     count = len(images)
     report = {name: round(total / count, 4) for name, total in sums.items()}
     if iw_samples:
@@ -42,24 +44,28 @@ def elbo_report(vae: VAE, images: GenerativeImages, batch_size: int = 64, seed: 
     return report
 
 
-def negative_elbo(vae: VAE, images: np.ndarray, rng: np.random.Generator):
+def negative_elbo(vae: VAE, images: np.ndarray, rng: np.random.Generator, labels=None):
     """Per image: ``-log p(x | z)`` for one ``z`` drawn from ``q(z | x)``, and the KL of
-    ``q(z | x)`` from the prior (exact), in nats."""
-    z_mean, z_log_var = vae.encode(images)
+    ``q(z | x)`` from the prior (exact), in nats (``labels``: the images' classes, for a
+    conditional model)."""
+    z_mean, z_log_var = vae.encode(images, labels)
     z = z_mean + np.exp(0.5 * z_log_var) * rng.standard_normal(z_mean.shape).astype(np.float32)
-    nll = _nll(vae, to_unit(images), z)
+    nll = _nll(vae, to_unit(images), z, vae.one_hot(labels, len(images)))
     kl = np.asarray(tensorflow().reduce_sum(kl_per_dimension(z_mean, z_log_var), axis=-1))
     return nll, kl
 
 
-def iwae_bound(vae: VAE, images: np.ndarray, samples: int, rng: np.random.Generator):
+def iwae_bound(vae: VAE, images: np.ndarray, samples: int, rng: np.random.Generator,
+               labels=None):
     """Per image, ``-log (1/k sum_k p(x, z_k) / q(z_k | x))`` with ``k = samples`` draws
     ``z_k ~ q(z | x)``: an upper bound on ``-log p(x)``, tighter than the ELBO."""
-    z_mean, z_log_var = vae.encode(images)
+    z_mean, z_log_var = vae.encode(images, labels)
     noise = rng.standard_normal((samples, *z_mean.shape)).astype(np.float32)
     z = z_mean[None] + np.exp(0.5 * z_log_var)[None] * noise            # (k, B, D)
     pixels = np.broadcast_to(to_unit(images)[None], (samples, *images.shape))
-    nll = _nll(vae, pixels.reshape(-1, *images.shape[1:]), z.reshape(-1, z.shape[-1]))
+    rows = vae.one_hot(labels, len(images))
+    rows = None if rows is None else np.tile(rows, (samples, 1))
+    nll = _nll(vae, pixels.reshape(-1, *images.shape[1:]), z.reshape(-1, z.shape[-1]), rows)
     log_prior = -0.5 * np.sum(np.square(z) + LOG_2PI, axis=-1)
     log_posterior = -0.5 * np.sum(np.square(noise) + LOG_2PI + z_log_var[None], axis=-1)
     log_weights = -nll.reshape(samples, -1) + log_prior - log_posterior   # (k, B)
@@ -77,8 +83,16 @@ def evaluate_vae(run, data: str, *, split: str = "test", batch_size: int = 64,
     vae = load_vae(run)
     size, channels = vae.image_shape[0], vae.image_shape[-1]
     splits = generative_splits(data, size, seed=seed, channels=channels, classes=classes,
-                               per_class=per_class, limit=limit)
+                               per_class=per_class, limit=limit,
+                               labelled=bool(vae.num_classes))
     chosen = split if split in splits else "train"
+    if vae.num_classes:
+        from kerastl.vae.latent import run_classes
+
+        names, found = run_classes(run), list(splits[chosen].data.class_names)
+        if names != found:
+            raise KerastlError(f"{run} is conditional on the classes {', '.join(names)}; "
+                               f"{data} has {', '.join(found)}: select the same classes")
     report = {"split": chosen, **elbo_report(vae, splits[chosen], batch_size, seed,
                                              iw_samples)}
     if extractor:
@@ -90,15 +104,21 @@ def evaluate_vae(run, data: str, *, split: str = "test", batch_size: int = 64,
     return report
 
 
-def _nll(vae: VAE, pixels: np.ndarray, z: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def _nll(vae: VAE, pixels: np.ndarray, z: np.ndarray, rows=None,
+         batch_size: int = 256) -> np.ndarray:
     parts = []
     for start in range(0, len(z), batch_size):
-        logits = vae.decoder(z[start:start + batch_size], training=False)
+        part = z[start:start + batch_size]
+        logits = vae.decoder(part if rows is None else [part, rows[start:start + batch_size]],
+                             training=False)
         parts.append(np.asarray(vae.negative_log_likelihood(
             pixels[start:start + batch_size].astype(np.float32), logits)))
     return np.concatenate(parts)
 
 
-def _batches(images: GenerativeImages, batch_size: int):
+def _batches(images: GenerativeImages, batch_size: int, num_classes: int = 0):
+    """``(uint8 images, their class indices or None)`` batch by batch."""
     for start in range(0, len(images), batch_size):
-        yield np.asarray(images.data.images[start:start + batch_size])[..., :images.channels]
+        end = start + batch_size
+        yield (np.asarray(images.data.images[start:end])[..., :images.channels],
+               images.data.labels[start:end] if num_classes else None)

@@ -19,7 +19,7 @@ from kerastl.data.images import BadImage, load_image
 from kerastl.errors import DataError, KerastlError
 from kerastl.latents import lerp, slerp
 from kerastl.report import png_bytes, save_image_grid, square_grid
-from kerastl.runs import atomic_write, check_output_file
+from kerastl.runs import atomic_write, check_output_file, read_run_config
 from kerastl.vae.model import VAE
 from kerastl.vae.model import load_vae
 
@@ -48,31 +48,96 @@ def read_images(vae: VAE, files) -> np.ndarray:
     return pixels[..., :1] if channels == 1 else pixels
 
 
-def sample(run, count: int, out, seed: int = 0, overwrite: bool = False) -> Path:
-    """A grid PNG of ``count`` samples from the fixed latent batch of ``seed``."""
+def run_classes(run) -> list[str]:
+    """The class names a conditional VAE run was trained on (its ``config.json``)."""
+    record = read_run_config(run) or {}
+    names = record.get("class_names")
+    if not isinstance(names, list) or not names:
+        raise KerastlError(f"{run} is not a conditional VAE run (its config names no classes)")
+    return [str(n) for n in names]
+
+
+def class_index(names: list[str], name: str) -> int:
+    """The index of class ``name`` (a name, or an index as text) among ``names``."""
+    if str(name) in names:
+        return names.index(str(name))
+    if str(name).isdigit() and int(name) < len(names):
+        return int(name)
+    raise DataError(f"the model has no class {name!r}; its classes are {', '.join(names)}")
+
+
+def _labels(run, vae: VAE, class_name: str | None, count: int):
+    """Class indices for ``count`` images of ``class_name`` (a conditional model needs one)."""
+    if not vae.num_classes:
+        if class_name is not None:
+            raise KerastlError(f"{run} is not conditional: it takes no --class")
+        return None
+    if class_name is None:
+        raise KerastlError(f"{run} is a conditional VAE: name the images' --class "
+                           f"({', '.join(run_classes(run))})")
+    return np.full(count, class_index(run_classes(run), class_name))
+
+
+def sample(run, count: int, out, seed: int = 0, overwrite: bool = False,
+           class_name: str | None = None) -> Path:
+    """A grid PNG of ``count`` samples from the fixed latent batch of ``seed`` (of class
+    ``class_name``; a conditional model without one cycles through its classes)."""
     vae = load_vae(run)
     path = check_output_file(out, overwrite, option="--out")
-    images = vae.sample(count, seed)
+    labels = _labels(run, vae, class_name, count) if class_name is not None else None
+    images = vae.sample(count, seed, labels)
     return save_image_grid(square_grid(images), path, cell=max(images.shape[1], 64))
 
 
-def reconstruct(run, files, out_dir, overwrite: bool = False) -> list[Edited]:
+def sample_folders(run, per_class: int, out_dir, seed: int = 0,
+                   overwrite: bool = False) -> dict[str, int]:
+    """``per_class`` samples of every class of a conditional VAE as ``OUT/CLASS/NNNN.png``: a
+    data set in kerastl's folder format, ready for ``finetune``. Returns the count per class."""
+    vae = load_vae(run)
+    names = run_classes(run)
+    out = Path(out_dir)
+    paths = {name: [check_output_file(out / name / f"sample_{i:04d}.png", overwrite,
+                                      option="--out") for i in range(per_class)]
+             for name in names}
+    for index, name in enumerate(names):
+        images = vae.sample(per_class, seed + index, np.full(per_class, index))
+        (out / name).mkdir(parents=True, exist_ok=True)
+        for image, path in zip(images, paths[name]):
+            atomic_write(path, png_bytes(image))
+    return {name: per_class for name in names}
+
+
+def reconstruct(run, files, out_dir, overwrite: bool = False,
+                class_name: str | None = None) -> list[Edited]:
     """Each image through the posterior mean and back, as ``OUT/NAME.png``, and a grid of
     originals above reconstructions as ``OUT/reconstructions.png``."""
     vae = load_vae(run)
     images = read_images(vae, files)
-    return _write(files, images, vae.reconstruct(images), out_dir, overwrite,
+    labels = _labels(run, vae, class_name, len(images))
+    return _write(files, images, vae.reconstruct(images, labels), out_dir, overwrite,
                   "reconstructions.png")
 
 
-def edit(run, files, out_dir, *, data: str, source_class: str, target_class: str,
+def edit(run, files, out_dir, *, data: str | None, source_class: str, target_class: str,
          amount: float = 1.0, overwrite: bool = False, per_class: int = 200,
          seed: int = 0) -> list[Edited]:
-    """Move each image from ``source_class`` towards ``target_class`` of ``data`` (class
-    names or indices) by ``amount`` of the difference of their mean latents; writes
-    ``OUT/NAME.png`` and ``OUT/before_after.png``."""
+    """Move each image from ``source_class`` towards ``target_class`` by ``amount``; writes
+    ``OUT/NAME.png`` and ``OUT/before_after.png``. An unconditional model moves the latent
+    along the difference of the two classes' mean latents in ``data``; a conditional one
+    keeps the latent and swaps the label (``amount`` blends the two one-hot labels)."""
     vae = load_vae(run)
     images = read_images(vae, files)
+    if vae.num_classes:
+        names = run_classes(run)
+        source, target = (np.eye(len(names), dtype=np.float32)[class_index(names, c)]
+                          for c in (source_class, target_class))
+        latents = vae.encode(images, np.tile(source, (len(images), 1)))[0]
+        blend = np.tile((1 - amount) * source + amount * target, (len(images), 1))
+        return _write(files, images, vae.generate(latents, blend), out_dir, overwrite,
+                      "before_after.png")
+    if data is None:
+        raise KerastlError("an unconditional VAE edits along class means: give --data, whose "
+                           "classes --from and --to name")
     direction = class_mean(vae, data, target_class, per_class, seed) - \
         class_mean(vae, data, source_class, per_class, seed)
     latents = vae.encode(images)[0] + amount * direction

@@ -36,26 +36,36 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 
 def build_encoder(image_size: int = 32, channels: int = 1, latent_dim: int = 32,
-                  width: int = 32):
+                  width: int = 32, num_classes: int = 0):
     """``image in [0, 1] -> down blocks (the small backbone's) -> flatten -> z_mean,
-    z_log_var``."""
+    z_log_var``; with ``num_classes``, a one-hot ``label`` joins the flattened features (the
+    blocks stay the small backbone's, so a classifier can still seed them)."""
     images = keras.Input((image_size, image_size, channels), name="image")
     x = images
     for block, filters in enumerate(blocks.widths(image_size, width, IMAGE_SIZES), start=1):
         x = blocks.down_block(x, filters, block)
     x = layers.Flatten(name="flatten")(x)
+    inputs = images
+    if num_classes:
+        label = keras.Input((num_classes,), name="label")
+        x, inputs = layers.Concatenate(name="with_label")([x, label]), [images, label]
     z_mean = layers.Dense(latent_dim, dtype="float32", name="z_mean")(x)
     z_log_var = layers.Dense(latent_dim, dtype="float32", name="z_log_var")(x)
-    return keras.Model(images, [z_mean, z_log_var], name="encoder")
+    return keras.Model(inputs, [z_mean, z_log_var], name="encoder")
 
 
 def build_decoder(image_size: int = 32, channels: int = 1, latent_dim: int = 32,
-                  width: int = 32):
-    """``z -> the generator's up blocks -> logits`` (the DCGAN's generator without tanh)."""
+                  width: int = 32, num_classes: int = 0):
+    """``z -> the generator's up blocks -> logits`` (the DCGAN's generator without tanh);
+    with ``num_classes``, a one-hot ``label`` is concatenated to ``z``."""
     latents = keras.Input((latent_dim,), name="latent")
-    x = blocks.up_trunk(latents, image_size, width, sizes=IMAGE_SIZES)
+    x, inputs = latents, latents
+    if num_classes:
+        label = keras.Input((num_classes,), name="label")
+        x, inputs = layers.Concatenate(name="with_label")([latents, label]), [latents, label]
+    x = blocks.up_trunk(x, image_size, width, sizes=IMAGE_SIZES)
     logits = layers.Conv2D(channels, 3, padding="same", dtype="float32", name="to_image")(x)
-    return keras.Model(latents, logits, name="decoder")
+    return keras.Model(inputs, logits, name="decoder")
 
 
 @keras.saving.register_keras_serializable(package="kerastl")
@@ -86,7 +96,10 @@ class VAE(keras.Model):
             raise KerastlError(f"the likelihood is {' or '.join(LIKELIHOODS)}. "
                                f"Received: {likelihood!r}")
         self.encoder, self.decoder = encoder, decoder
-        self.latent_dim = int(decoder.input_shape[-1])
+        shapes = decoder.input_shape if isinstance(decoder.input_shape, list) else \
+            [decoder.input_shape]
+        self.latent_dim = int(shapes[0][-1])
+        self.num_classes = int(shapes[1][-1]) if len(shapes) > 1 else 0
         self.likelihood, self.sigma, self.beta, self.seed = likelihood, sigma, float(beta), seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.kl_weight = self.add_weight(shape=(), initializer=keras.initializers.Constant(beta),
@@ -102,14 +115,25 @@ class VAE(keras.Model):
         self.active_tracker = keras.metrics.Mean(name="active_dims")
         self.built = True  # both networks are functional models, built already
 
-    def call(self, images, training=False):
-        """``{"logits", "z_mean", "z_log_var"}`` for ``images`` in [0, 1]; ``z`` is sampled
-        from the posterior (its mean, with ``training=False`` and no sampling wanted: see
-        :meth:`reconstruct`)."""
-        z_mean, z_log_var = self.encoder(images, training=training)
+    def call(self, inputs, training=False):
+        """``{"logits", "z_mean", "z_log_var"}`` for images in [0, 1] (a conditional model
+        takes ``(images, one-hot labels)``); ``z`` is sampled from the posterior (see
+        :meth:`reconstruct` for its mean)."""
+        images, labels = self._split(inputs)
+        z_mean, z_log_var = self.encoder(self._joined(images, labels), training=training)
         z = self.reparameterize(z_mean, z_log_var)
-        return {"logits": self.decoder(z, training=training), "z_mean": z_mean,
-                "z_log_var": z_log_var}
+        return {"logits": self.decoder(self._joined(z, labels), training=training),
+                "z_mean": z_mean, "z_log_var": z_log_var}
+
+    def _split(self, inputs):
+        if self.num_classes:
+            images, labels = inputs
+            return images, labels
+        return inputs, None
+
+    @staticmethod
+    def _joined(tensor, labels):
+        return tensor if labels is None else [tensor, labels]
 
     def reparameterize(self, z_mean, z_log_var):
         noise = keras.random.normal(keras.ops.shape(z_mean), seed=self.seed_generator)
@@ -122,7 +146,7 @@ class VAE(keras.Model):
         ``tf.nn.compute_average_loss`` divides it for ``tf.distribute``; the trackers record
         the reconstruction's NLL, the KL and the negative ELBO (KL weight 1) per image."""
         tf = tensorflow()
-        images = tf.cast(x, tf.float32)
+        images = tf.cast(self._split(x)[0], tf.float32)
         nll = self.negative_log_likelihood(images, y_pred["logits"])
         kl_dims = kl_per_dimension(y_pred["z_mean"], y_pred["z_log_var"])
         kl = tf.reduce_sum(kl_dims, axis=-1)
@@ -154,33 +178,55 @@ class VAE(keras.Model):
         return np.random.default_rng(seed).standard_normal((count, self.latent_dim)) \
             .astype(np.float32)
 
-    def encode(self, images: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """``(z_mean, z_log_var)`` of uint8 ``images``."""
+    def one_hot(self, labels, count: int) -> np.ndarray | None:
+        """One-hot rows for class indices (or rows given already, such as a blend of two
+        classes); None for an unconditional model. A conditional model given no labels cycles
+        through its classes."""
+        if not self.num_classes:
+            return None
+        if labels is None:
+            labels = np.arange(count) % self.num_classes
+        labels = np.asarray(labels)
+        if labels.ndim == 2:
+            return labels.astype(np.float32)
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            raise KerastlError(f"class indices run from 0 to {self.num_classes - 1}. "
+                               f"Received: {sorted(set(labels.tolist()))}")
+        return np.eye(self.num_classes, dtype=np.float32)[labels]
+
+    def encode(self, images: np.ndarray, labels=None,
+               batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """``(z_mean, z_log_var)`` of uint8 ``images`` (and their classes, if conditional)."""
+        rows = self.one_hot(labels, len(images))
         means, log_vars = [], []
         for start in range(0, len(images), batch_size):
-            z_mean, z_log_var = self.encoder(to_unit(images[start:start + batch_size]),
-                                             training=False)
+            part = to_unit(images[start:start + batch_size])
+            z_mean, z_log_var = self.encoder(self._joined(
+                part, None if rows is None else rows[start:start + batch_size]), training=False)
             means.append(keras.ops.convert_to_numpy(z_mean))
             log_vars.append(keras.ops.convert_to_numpy(z_log_var))
         return np.concatenate(means), np.concatenate(log_vars)
 
-    def generate(self, latents: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """uint8 images (N, H, W, C) decoded from latent vectors."""
-        parts = [keras.ops.convert_to_numpy(keras.ops.sigmoid(
-            self.decoder(latents[i:i + batch_size], training=False)))
-            for i in range(0, len(latents), batch_size)]
+    def generate(self, latents: np.ndarray, labels=None, batch_size: int = 64) -> np.ndarray:
+        """uint8 images (N, H, W, C) decoded from latent vectors (of the classes ``labels``, if
+        conditional)."""
+        rows = self.one_hot(labels, len(latents))
+        parts = [keras.ops.convert_to_numpy(keras.ops.sigmoid(self.decoder(self._joined(
+            latents[i:i + batch_size], None if rows is None else rows[i:i + batch_size]),
+            training=False))) for i in range(0, len(latents), batch_size)]
         return np.clip(np.concatenate(parts) * 255.0, 0, 255).round().astype(np.uint8)
 
-    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+    def reconstruct(self, images: np.ndarray, labels=None) -> np.ndarray:
         """uint8 ``images`` through the posterior mean and back."""
-        return self.generate(self.encode(images)[0])
+        return self.generate(self.encode(images, labels)[0], labels)
 
-    def sample(self, count: int, seed: int = 0) -> np.ndarray:
-        return self.generate(self.latents(count, seed))
+    def sample(self, count: int, seed: int = 0, labels=None) -> np.ndarray:
+        return self.generate(self.latents(count, seed), labels)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(int(d) for d in self.encoder.input_shape[1:])
+        shape = self.encoder.input_shape
+        return tuple(int(d) for d in (shape[0] if isinstance(shape, list) else shape)[1:])
 
     # --- serialization -----------------------------------------------------------------
 

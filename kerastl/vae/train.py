@@ -23,6 +23,7 @@ from kerastl.engine import start_run
 from kerastl.engine.callbacks import SampleGrid
 from kerastl.engine.checkpoint import TrainingState, read_resumable
 from kerastl.engine.phases import PhaseEngine, PhaseSetup, Stage
+from kerastl.errors import KerastlError
 from kerastl.report import save_image_grid, square_grid
 from kerastl.runs import CONFIG_FILE, METRICS_FILE, VAE_JOBS, RunDir, default_run_name, \
     run_path, versions
@@ -73,14 +74,15 @@ def run_vae(config: VaeConfig, existing: Path | None = None, callbacks=()) -> Va
         size, channels = source.image_shape[0] if source else config.image_size, \
             source.image_shape[-1] if source else config.channels
         splits = _splits(config, size, channels)
-        vae = _build(config, source, size, splits["train"].channels)
+        vae = _build(config, source, size, splits["train"])
     path = existing or run_path(config.runs_dir, config.name,
                                 default_run_name(config.job, f"vae{size}"))
     with worker_run_dir(strategy, path, config.job, config.overwrite,
                         existing=existing is not None) as run, run.capture_log(log):
         run.write_json(CONFIG_FILE, {"job": config.job, "settings": dataclasses.asdict(config),
                                      "image_size": size, "channels": splits["train"].channels,
-                                     "versions": versions()})
+                                     "class_names": list(splits["train"].data.class_names)
+                                     if vae.num_classes else None, "versions": versions()})
         return _fit(config, strategy, vae, run, splits, None, callbacks)
 
 
@@ -99,7 +101,7 @@ def resume_vae(run_dir: str | Path) -> VaeResult:
         source = load_vae(config.init) if config.init else None
         splits = _splits(config, size, channels)
         vae = _build(dataclasses.replace(config, encoder_from=None), source, size,
-                     splits["train"].channels)
+                     splits["train"])
     with worker_run_dir(strategy, run.path, existing=True) as worker_run, \
             worker_run.capture_log(log):
         return _fit(config, strategy, vae, worker_run, splits, state, ())
@@ -112,15 +114,22 @@ def _start(config: VaeConfig):
 def _splits(config: VaeConfig, size: int, channels: int | None) -> dict[str, GenerativeImages]:
     return generative_splits(config.data, size, seed=config.seed, channels=channels,
                              val_fraction=config.val_fraction, classes=config.classes,
-                             per_class=config.per_class, limit=config.limit)
+                             per_class=config.per_class, limit=config.limit,
+                             labelled=config.conditional)
 
 
-def _build(config: VaeConfig, source: VAE | None, size: int, channels: int) -> VAE:
+def _build(config: VaeConfig, source: VAE | None, size: int, train: GenerativeImages) -> VAE:
+    classes = len(train.data.class_names) if config.conditional else 0
     if source is not None:
+        if source.num_classes != classes:
+            raise KerastlError(f"{config.init} is a VAE of {source.num_classes or 'no'} "
+                               f"classes; the data has {len(train.data.class_names)}"
+                               f"{'' if config.conditional else ' (and --conditional is off)'}: "
+                               "adapt a conditional VAE to data of as many classes")
         encoder, decoder = source.encoder, source.decoder
     else:
-        encoder = build_encoder(size, channels, config.latent_dim, config.width)
-        decoder = build_decoder(size, channels, config.latent_dim, config.width)
+        encoder = build_encoder(size, train.channels, config.latent_dim, config.width, classes)
+        decoder = build_decoder(size, train.channels, config.latent_dim, config.width, classes)
     if config.encoder_from:
         copied = seed_from_run(encoder, config.encoder_from, "--encoder-from")
         log.info("encoder seeded from %s: %d layers", config.encoder_from, len(copied))
@@ -142,18 +151,21 @@ def _fit(config: VaeConfig, strategy, vae: VAE, run: RunDir,
     log.info("%s: %d training and %d validation images at %dx%dx%d, latent %d, %s likelihood",
              config.job, len(train), len(val) if val else 0, *vae.image_shape,
              vae.latent_dim, vae.likelihood)
-    replicas = strategy.num_replicas_in_sync
-    batches = image_batches(train, config.batch_size, seed=config.seed, low=0.0)
+    replicas, classes = strategy.num_replicas_in_sync, vae.num_classes
+    batches = image_batches(train, config.batch_size, seed=config.seed, low=0.0,
+                            num_classes=classes)
     validation = image_batches(val, min(config.batch_size, len(val)), seed=None, low=0.0,
-                               drop_remainder=replicas > 1) if val else None
-    fixed = np.asarray((val or train).data.images[:8])[..., :train.channels]
+                               drop_remainder=replicas > 1, num_classes=classes) if val else None
+    shown = (val or train).data
+    fixed = np.asarray(shown.images[:8])[..., :train.channels]
+    fixed_labels = shown.labels[:8] if classes else None
     engine = PhaseEngine(run, vae, monitor=MONITOR if val else None, mode="min",
                          patience=config.patience, resume=resume, verbose=config.verbose,
                          learning_rate_column=True)
     plan = PhaseSetup(vae, batches, validation, callbacks=[
         KLWarmup(config.beta, config.kl_warmup),
         SampleGrid(run, vae.latents(GRID_SAMPLES, config.seed)),
-        ReconstructionGrid(run, fixed), *callbacks])
+        ReconstructionGrid(run, fixed, fixed_labels), *callbacks])
     with strategy.scope():
         fitted = engine.fit([Stage(STAGE, config.epochs)], lambda *_: plan)
     vae = load_vae(run.path)  # the kept epoch
@@ -191,12 +203,12 @@ class ReconstructionGrid(keras.callbacks.Callback):
     """After each epoch, a fixed batch of images above their reconstructions:
     ``plots/reconstructions_epoch_NNN.png``."""
 
-    def __init__(self, run: RunDir, images: np.ndarray):
+    def __init__(self, run: RunDir, images: np.ndarray, labels: np.ndarray | None = None):
         super().__init__()
-        self.run, self.images = run, images
+        self.run, self.images, self.labels = run, images, labels
 
     def on_epoch_end(self, epoch, logs=None):
-        rows = [self.images, self.model.reconstruct(self.images)]
+        rows = [self.images, self.model.reconstruct(self.images, self.labels)]
         rows = [np.repeat(r, 3, axis=-1) if r.shape[-1] == 1 else r for r in rows]
         save_image_grid([list(r) for r in rows],
                         self.run / "plots" / f"reconstructions_epoch_{epoch + 1:03d}.png",
