@@ -11,7 +11,8 @@ from kerastl.transfer.config import DEFAULT_BACKBONE
 from kerastl.transfer.schedule import SCHEDULES
 from kerastl_cli.main import cli
 from kerastl_cli.output import print_table
-from kerastl_cli.train import BACKBONE_CHOICE, RATE, scale_options, selection_options
+from kerastl_cli.train import BACKBONE_CHOICE, RATE, run_options, scale_options, \
+    selection_options
 
 
 #: ColorConfig's defaults: the options show (and get) the library's own.
@@ -52,10 +53,7 @@ def edit() -> None:
               default=COLOR["image_loss_weight"],
               help="Weight of the corrected image's Lab L1 loss beside the parameter loss.")
 @click.option("--val-fraction", type=click.FloatRange(0.05, 0.9), default=COLOR["val_fraction"])
-@click.option("--seed", type=int, default=COLOR["seed"])
-@click.option("--runs-dir", type=click.Path(file_okay=False), default=COLOR["runs_dir"])
-@click.option("--name", help="Run directory name [default: edit-color-BACKBONE-TIME].")
-@click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+@run_options("edit-color-BACKBONE-TIME")
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
               help="Continue an interrupted run from its last completed epoch.")
 @selection_options

@@ -10,7 +10,7 @@ import click
 
 from kerastl.gan.config import DIFFAUGMENT_BELOW, IMAGE_SIZES, LOSSES, GanConfig
 from kerastl_cli.main import cli
-from kerastl_cli.train import RATE, scale_options, selection_options
+from kerastl_cli.train import RATE, run_options, scale_options, selection_options
 
 
 #: GanConfig's defaults: the options show (and get) the library's own.
@@ -39,16 +39,9 @@ def gan_training_options(command):
                           "'color,translation,cutout'."),
         click.option("--jit-compile/--no-jit-compile", default=GAN["jit_compile"],
                      help="XLA."),
-        click.option("--seed", type=int, default=GAN["seed"], help="Seeds the weights, the "
-                     "latents, DiffAugment and the data order."),
-        click.option("--deterministic/--no-deterministic", default=GAN["deterministic"],
-                     help="TensorFlow op determinism: the same seed repeats a run exactly."),
-        click.option("--runs-dir", type=click.Path(file_okay=False), default=GAN["runs_dir"]),
-        click.option("--name", help="Run directory name [default: gan-dcganSIZE-TIME]."),
-        click.option("--overwrite", is_flag=True, help="Replace an existing run directory."),
     ]):
         command = option(command)
-    return selection_options(scale_options(command))
+    return selection_options(run_options("gan-dcganSIZE-TIME")(scale_options(command)))
 
 
 @gan.command("train")

@@ -12,6 +12,7 @@ from kerastl.transfer.config import DEFAULT_BACKBONE, SELECT_MODES, FinetuneConf
 from kerastl.errors import KerastlError
 from kerastl.data.pipeline import AUGMENTATIONS
 from kerastl.distribute import STRATEGIES
+from kerastl.settings import RunSettings
 from kerastl.transfer.schedule import RECIPES, SCHEDULES
 from kerastl.quickstart import DEFAULTS as QUICKSTART
 from kerastl_cli.main import cli
@@ -101,9 +102,6 @@ def training_options(command):
         click.option("--select", type=click.Choice(list(SELECT_MODES)), default=DEFAULT["select"],
                      help="The epoch kept: highest validation accuracy, or lowest validation "
                           "loss (smoother with a few validation images)."),
-        click.option("--seed", type=int, default=DEFAULT["seed"], help="Seeds Python, NumPy, "
-                     "TensorFlow, "
-                     "the split and augmentation."),
         click.option("--jit-compile", type=click.Choice(JIT_SETTINGS),
                      default=DEFAULT["jit_compile"],
                      help="XLA. auto: on for backbones over 5M parameters on one device "
@@ -111,17 +109,38 @@ def training_options(command):
         click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULT["precision"],
                      help="Mixed precision (the output layer stays float32); "
                           "mixed_bfloat16 is slow on CPUs without bfloat16 units."),
-        click.option("--deterministic/--no-deterministic", default=DEFAULT["deterministic"],
-                     help="TensorFlow op determinism: the same seed repeats a run exactly."),
         click.option("--feature-cache/--no-feature-cache", default=DEFAULT["feature_cache"],
                      help="Frozen phase without augmentation: compute backbone features "
                           "once and train the head on them."),
-        click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULT["runs_dir"]),
-        click.option("--name", help="Run directory name [default: JOB-BACKBONE-TIME]."),
-        click.option("--overwrite", is_flag=True, help="Replace an existing run directory."),
     ]):
         command = option(command)
-    return scale_options(command)
+    return run_options("JOB-BACKBONE-TIME")(scale_options(command))
+
+
+#: RunSettings' defaults, which every trainer's config shares.
+RUN = {field.name: field.default for field in dataclasses.fields(RunSettings)}
+
+
+def run_options(default_name: str):
+    """--seed, --deterministic, --runs-dir, --name, --overwrite: the same on every training
+    command (``default_name`` shows how a run directory is named without --name)."""
+    def decorate(command):
+        for option in reversed([
+            click.option("--seed", type=int, default=RUN["seed"],
+                         help="Seeds Python, NumPy, TensorFlow and Keras: the weights, the "
+                              "split, the data order and every random draw."),
+            click.option("--deterministic/--no-deterministic", default=RUN["deterministic"],
+                         help="TensorFlow op determinism: the same seed repeats a run "
+                              "exactly."),
+            click.option("--runs-dir", type=click.Path(file_okay=False),
+                         default=RUN["runs_dir"]),
+            click.option("--name", help=f"Run directory name [default: {default_name}]."),
+            click.option("--overwrite", is_flag=True,
+                         help="Replace an existing run directory."),
+        ]):
+            command = option(command)
+        return command
+    return decorate
 
 
 def _make_devices(ctx, param, value):

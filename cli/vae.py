@@ -11,7 +11,7 @@ import click
 from kerastl.vae.config import IMAGE_SIZES, LIKELIHOODS, VaeConfig
 from kerastl_cli.main import cli
 from kerastl_cli.output import print_table
-from kerastl_cli.train import RATE, scale_options, selection_options
+from kerastl_cli.train import RATE, run_options, scale_options, selection_options
 
 #: VaeConfig's defaults: the options show (and get) the library's own.
 VAE = {field.name: field.default for field in dataclasses.fields(VaeConfig)}
@@ -55,16 +55,9 @@ def vae_training_options(command):
                           "kerastl_small backbone (recognition -> generation)."),
         click.option("--jit-compile/--no-jit-compile", default=VAE["jit_compile"],
                      help="XLA."),
-        click.option("--seed", type=int, default=VAE["seed"],
-                     help="Seeds the weights, the sampling of z and the data order."),
-        click.option("--deterministic/--no-deterministic", default=VAE["deterministic"],
-                     help="TensorFlow op determinism: the same seed repeats a run exactly."),
-        click.option("--runs-dir", type=click.Path(file_okay=False), default=VAE["runs_dir"]),
-        click.option("--name", help="Run directory name [default: vae-vaeSIZE-TIME]."),
-        click.option("--overwrite", is_flag=True, help="Replace an existing run directory."),
     ]):
         command = option(command)
-    return selection_options(scale_options(command))
+    return selection_options(run_options("vae-vaeSIZE-TIME")(scale_options(command)))
 
 
 @vae.command("train")

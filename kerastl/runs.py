@@ -340,6 +340,18 @@ def require_settings(record: dict, run: str | Path) -> dict:
     return settings
 
 
+def load_run_model(run_or_model: str | Path, jobs: Iterable[str], model_class: type,
+                   what: str, train_command: str):
+    """The ``model_class`` model of a run directory (of one of ``jobs``) or ``.keras`` file,
+    optimizer state included; anything else is one line (``what`` names the model)."""
+    require_job(run_or_model, jobs, f"this {what} command")
+    model = load_keras_model(resolve_model_file(run_or_model))
+    if not isinstance(model, model_class):
+        raise KerastlError(f"{run_or_model} is not a kerastl {what}; train one with "
+                           f"'{train_command}'")
+    return model
+
+
 def load_keras_model(path: str | Path, **options):
     """``keras.models.load_model`` in safe mode, with kerastl's layers registered; a file
     Keras cannot read is one :class:`ModelFileError` saying why, not a traceback."""

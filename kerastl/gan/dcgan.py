@@ -15,7 +15,7 @@ import numpy as np
 from kerastl._tf import keras_module, tensorflow
 from kerastl.errors import KerastlError
 from kerastl.gan.config import LOSSES
-from kerastl.runs import GAN_JOBS, load_keras_model, require_job, resolve_model_file
+from kerastl.runs import GAN_JOBS, load_run_model
 from kerastl.gan.diffaugment import diff_augment, parse_policy
 
 keras = keras_module()
@@ -237,12 +237,7 @@ class DCGAN(keras.Model):
 
 def load_gan(run_or_model: str | Path) -> DCGAN:
     """The GAN of a run directory or ``.keras`` file, optimizers and their states included."""
-    require_job(run_or_model, GAN_JOBS, "this GAN command")
-    gan = load_keras_model(resolve_model_file(run_or_model))
-    if not isinstance(gan, DCGAN):
-        raise KerastlError(f"{run_or_model} is not a kerastl GAN; train one with "
-                           "'kerastl gan train'")
-    return gan
+    return load_run_model(run_or_model, GAN_JOBS, DCGAN, "GAN", "kerastl gan train")
 
 
 def to_uint8(images) -> np.ndarray:

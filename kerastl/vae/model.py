@@ -24,7 +24,7 @@ import numpy as np
 from kerastl import blocks
 from kerastl._tf import keras_module, tensorflow
 from kerastl.errors import KerastlError
-from kerastl.runs import VAE_JOBS, load_keras_model, require_job, resolve_model_file
+from kerastl.runs import VAE_JOBS, load_run_model
 from kerastl.vae.config import IMAGE_SIZES, LIKELIHOODS
 
 keras = keras_module()
@@ -247,12 +247,7 @@ class VAE(keras.Model):
 
 def load_vae(run_or_model: str | Path) -> VAE:
     """The VAE of a run directory or ``.keras`` file, its optimizer's state included."""
-    require_job(run_or_model, VAE_JOBS, "this VAE command")
-    vae = load_keras_model(resolve_model_file(run_or_model))
-    if not isinstance(vae, VAE):
-        raise KerastlError(f"{run_or_model} is not a kerastl VAE; train one with "
-                           "'kerastl vae train'")
-    return vae
+    return load_run_model(run_or_model, VAE_JOBS, VAE, "VAE", "kerastl vae train")
 
 
 def kl_per_dimension(z_mean, z_log_var):
