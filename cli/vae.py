@@ -212,16 +212,22 @@ def edit(run, images, data, source_class, target_class, amount, out_dir, overwri
               "run [default: skip].")
 @click.option("--n", "count", type=click.IntRange(min=2), default=2048,
               help="Samples (and real images) for FID/KID.")
+@click.option("--classifier", type=click.Path(exists=True),
+              help="A conditional model: the share of each class's samples this classifier "
+                   "run labels as that class.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64)
 @click.option("--seed", type=int, default=0)
 @selection_options
-def evaluate(run, data, iw_samples, extractor, count, batch_size, seed, **selection) -> None:
-    """Negative ELBO and IWAE bound (nats per image), PSNR of reconstructions, FID/KID."""
+def evaluate(run, data, iw_samples, extractor, count, classifier, batch_size, seed,
+             **selection) -> None:
+    """Negative ELBO and IWAE bound (nats per image), PSNR of reconstructions, FID/KID, and
+    per-class accuracy of a conditional model's samples."""
     from kerastl.vae.evaluate import evaluate_vae
 
     click.echo(json.dumps(evaluate_vae(run, data, batch_size=batch_size,
                                        iw_samples=iw_samples, seed=seed, extractor=extractor,
-                                       samples=count, **selection), indent=2))
+                                       samples=count, classifier=classifier, **selection),
+                          indent=2))
 
 
 def _written(done) -> None:

@@ -299,11 +299,16 @@ def test_a_conditional_edit_swaps_the_label_and_amount_zero_reconstructs(conditi
 
 
 def test_a_conditional_run_evaluates_and_exports_with_labels(conditional_run, colour_folder,
-                                                            tmp_path):
+                                                            trained_run, tmp_path):
     from kerastl.export.exporter import export_model
     from kerastl.vae.evaluate import evaluate_vae
 
-    report = evaluate_vae(conditional_run, str(colour_folder), iw_samples=4)
+    report = evaluate_vae(conditional_run, str(colour_folder), iw_samples=4,
+                          classifier=str(trained_run))
     assert report["iwae_4"] <= report["neg_elbo"] + 1.0
+    accuracy = report["class_accuracy"]
+    assert set(accuracy["per_class"]) == {"blue", "green", "red"}
+    assert accuracy["mean"] == pytest.approx(np.mean(list(accuracy["per_class"].values())),
+                                             abs=1e-3)
     exported = export_model(conditional_run, out=tmp_path / "exports", name="cvae")
     assert exported.report["max_abs_diff_0_255"] <= 1

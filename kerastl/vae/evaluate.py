@@ -75,9 +75,11 @@ def iwae_bound(vae: VAE, images: np.ndarray, samples: int, rng: np.random.Genera
 
 def evaluate_vae(run, data: str, *, split: str = "test", batch_size: int = 64,
                  iw_samples: int = 64, seed: int = 0, extractor: str | None = None,
-                 samples: int = 2048, classes=None, per_class=None, limit=None) -> dict:
+                 samples: int = 2048, classifier: str | None = None, classes=None,
+                 per_class=None, limit=None) -> dict:
     """The report of :func:`elbo_report` on ``data``'s ``split`` (its training images where it
-    has no such split), with FID/KID of ``samples`` samples through ``extractor`` if given."""
+    has no such split), with FID/KID of ``samples`` samples through ``extractor`` if given,
+    and for a conditional model :func:`class_accuracy` under a ``classifier`` run."""
     from kerastl.vae.model import load_vae
 
     vae = load_vae(run)
@@ -101,7 +103,40 @@ def evaluate_vae(run, data: str, *, split: str = "test", batch_size: int = 64,
         real = np.asarray(splits[chosen].data.images[:samples])[..., :channels]
         report["fid_kid"] = fid_kid(FeatureExtractor(extractor), real,
                                     vae.sample(samples, seed + 1))
+    if classifier:
+        if not vae.num_classes:
+            raise KerastlError("--classifier scores a conditional model's samples by class; "
+                               f"{run} is not conditional")
+        report["class_accuracy"] = class_accuracy(vae, run, classifier, seed=seed)
     return report
+
+
+def class_accuracy(vae: VAE, run, classifier_run, per_class: int = 100,
+                   seed: int = 0) -> dict:
+    """Does class c's sample look like class c? For each class of a conditional VAE, the share
+    of ``per_class`` samples that the classifier run labels as that class (classes matched by
+    name), and their mean: a model that ignores its label scores about 1 / classes."""
+    from kerastl.data.images import resize_array
+    from kerastl.serving import load_classifier
+    from kerastl.vae.latent import run_classes
+
+    names = run_classes(run)
+    classifier = load_classifier(classifier_run)
+    missing = [name for name in names if name not in classifier.class_names]
+    if missing:
+        raise KerastlError(f"the classifier {classifier_run} does not know the class(es) "
+                           f"{', '.join(missing)}; its classes are "
+                           f"{', '.join(classifier.class_names)}")
+    scores = {}
+    for index, name in enumerate(names):
+        images = vae.sample(per_class, seed + index, np.full(per_class, index))
+        images = np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+        pixels = np.stack([resize_array(image, classifier.image_size) for image in images])
+        predicted = np.argmax(classifier.probabilities(pixels), axis=1)
+        scores[name] = round(float(np.mean([classifier.class_names[p] == name
+                                            for p in predicted])), 4)
+    return {"per_class": scores, "mean": round(float(np.mean(list(scores.values()))), 4),
+            "samples_per_class": per_class, "classifier": str(classifier_run)}
 
 
 def _nll(vae: VAE, pixels: np.ndarray, z: np.ndarray, rows=None,
