@@ -191,10 +191,11 @@ def _final_plots(run: RunDir, vae: VAE, seed: int) -> None:
 
 
 def latent_map(vae: VAE, steps: int = 15, extent: float = 2.0) -> list[list[np.ndarray]]:
-    """The rows of a grid of images decoded over ``[-extent, extent]^2`` (a 2-D latent)."""
+    """The rows of a grid of images decoded over ``[-extent, extent]^2`` (a 2-D latent; of
+    the first class, for a conditional model)."""
     axis = np.linspace(-extent, extent, steps, dtype=np.float32)
     latents = np.array([[x, y] for y in axis[::-1] for x in axis], np.float32)
-    images = vae.generate(latents)
+    images = vae.generate(latents, np.zeros(len(latents), int) if vae.num_classes else None)
     images = np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
     return [list(images[r * steps:(r + 1) * steps]) for r in range(steps)]
 
