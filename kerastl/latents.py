@@ -1,4 +1,4 @@
-"""Walks through a latent space, shared by the generative models."""
+"""Latent vectors of the generative models: draws from the prior, walks between points."""
 
 from __future__ import annotations
 
@@ -20,3 +20,8 @@ def lerp(a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
     """Linear interpolation from ``a`` to ``b`` in ``steps`` points, ends included."""
     weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
     return ((1 - weights) * a + weights * b).astype(np.float32)
+
+
+def prior_latents(count: int, dim: int, seed: int = 0) -> np.ndarray:
+    """``count`` latent vectors from the standard normal prior (the same for the same seed)."""
+    return np.random.default_rng(seed).standard_normal((count, dim)).astype(np.float32)

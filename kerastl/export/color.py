@@ -25,8 +25,7 @@ from kerastl.data.images import MAX_PIXELS
 from kerastl.edit import color_ops
 from kerastl.edit.color_apply import load_color_model
 from kerastl.edit.color_eval import correct, predict_params
-from kerastl.errors import KerastlError
-from kerastl.export.layout import reserved_version, staged_folder
+from kerastl.export.layout import check_plain_export, reserved_version, staged_folder
 from kerastl.export.parity import artifact_size, median_latency_ms
 from kerastl.export.savedmodel import decode_image
 from kerastl.runs import atomic_write, atomic_write_text
@@ -37,11 +36,8 @@ REPORT_FILE = "export_report.json"
 def export_color(run_or_model: str | Path, format: str, name: str, out: str | Path,
                  version: int | None = None, quantize: str = "none") -> tuple[Path, int, dict]:
     """Export a colour model as ``savedmodel`` or ``tflite``; returns (path, version, report)."""
-    if format not in ("savedmodel", "tflite"):
-        raise KerastlError(f"a colour model exports to savedmodel or tflite. Received: {format}")
-    if quantize not in ("none", "dynamic", "float16"):
-        raise KerastlError("a colour model takes --quantize none, dynamic or float16 (int8 "
-                           "would coarsen the correction itself)")
+    check_plain_export(format, quantize, "colour model",
+                       "int8 would coarsen the correction itself")
     model = load_color_model(run_or_model)
     model_dir = Path(out) / name
     with reserved_version(model_dir, version) as version:

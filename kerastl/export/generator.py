@@ -20,7 +20,7 @@ import numpy as np
 
 from kerastl._tf import tensorflow
 from kerastl.errors import KerastlError
-from kerastl.export.layout import reserved_version, staged_folder
+from kerastl.export.layout import check_plain_export, reserved_version, staged_folder
 from kerastl.export.parity import artifact_size, median_latency_ms
 from kerastl.runs import GAN_JOBS, atomic_write, atomic_write_text
 
@@ -33,12 +33,8 @@ def export_generator(run_or_model: str | Path, job: str, format: str, name: str,
                      quantize: str = "none") -> tuple[Path, int, dict]:
     """Export the generator of a GAN run or the decoder of a VAE run (``job`` says which) as
     ``savedmodel`` or ``tflite``; returns (path, version, report)."""
-    if format not in ("savedmodel", "tflite"):
-        raise KerastlError(f"a generative model exports to savedmodel or tflite. "
-                           f"Received: {format}")
-    if quantize not in ("none", "dynamic", "float16"):
-        raise KerastlError("a generative model takes --quantize none, dynamic or float16 "
-                           "(int8 would need calibration latents and coarsens the images)")
+    check_plain_export(format, quantize, "generative model",
+                       "int8 would need calibration latents and coarsens the images")
     model = _load(run_or_model, job)
     model_dir = Path(out) / name
     with reserved_version(model_dir, version) as version:

@@ -93,3 +93,14 @@ def staged_folder(final: Path):
 
 def write_labels(folder: Path, class_names: list[str]) -> Path:
     return atomic_write_text(folder / "labels.txt", "\n".join(class_names) + "\n")
+
+
+def check_plain_export(format: str, quantize: str, what: str, why_no_int8: str) -> None:
+    """A model other than a classifier exports to ``savedmodel`` or ``tflite``, unquantized or
+    with float weights quantized (int8 activations: ``why_no_int8``)."""
+    from kerastl.errors import KerastlError
+
+    if format not in ("savedmodel", "tflite"):
+        raise KerastlError(f"a {what} exports to savedmodel or tflite. Received: {format}")
+    if quantize not in ("none", "dynamic", "float16"):
+        raise KerastlError(f"a {what} takes --quantize none, dynamic or float16 ({why_no_int8})")

@@ -14,6 +14,7 @@ import numpy as np
 
 from kerastl._tf import keras_module, tensorflow
 from kerastl.errors import KerastlError
+from kerastl.latents import prior_latents
 from kerastl.gan.config import LOSSES
 from kerastl.runs import GAN_JOBS, load_run_model
 from kerastl.gan.diffaugment import diff_augment, parse_policy
@@ -188,8 +189,7 @@ class DCGAN(keras.Model):
 
     def latents(self, count: int, seed: int = 0) -> np.ndarray:
         """A fixed batch of latent vectors (the same for the same seed)."""
-        return np.random.default_rng(seed).standard_normal((count, self.latent_dim)) \
-            .astype(np.float32)
+        return prior_latents(count, self.latent_dim, seed)
 
     def generate(self, latents: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """uint8 images (N, H, W, C) from latent vectors, through :attr:`sampler`.

@@ -24,6 +24,7 @@ import numpy as np
 from kerastl import blocks
 from kerastl._tf import keras_module, tensorflow
 from kerastl.errors import KerastlError
+from kerastl.latents import prior_latents
 from kerastl.runs import VAE_JOBS, load_run_model
 from kerastl.vae.config import IMAGE_SIZES, LIKELIHOODS
 
@@ -175,8 +176,7 @@ class VAE(keras.Model):
 
     def latents(self, count: int, seed: int = 0) -> np.ndarray:
         """A fixed batch of latent vectors from the prior (the same for the same seed)."""
-        return np.random.default_rng(seed).standard_normal((count, self.latent_dim)) \
-            .astype(np.float32)
+        return prior_latents(count, self.latent_dim, seed)
 
     def one_hot(self, labels, count: int) -> np.ndarray | None:
         """One-hot rows for class indices (or rows given already, such as a blend of two
