@@ -183,6 +183,8 @@ def main() -> None:
     parser.add_argument("--frozen-epochs", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--finetune-lr", type=float,
+                        help="learning rate once the backbone is unfrozen (default: --lr)")
     parser.add_argument("--image-loss-weight", type=float, default=1.0,
                         help="weight of the corrected image's Lab L1 against the parameters'")
     parser.add_argument("--seed", type=int, default=0)
@@ -250,7 +252,7 @@ def train_on_photos(args, scratch: Path):
     result = train_color(str(folder), backbone=args.backbone, weights=args.weights,
                          image_size=args.image_size, copies=args.copies,
                          frozen_epochs=args.frozen_epochs, finetune_epochs=args.epochs,
-                         lr=args.lr, finetune_lr=args.lr,
+                         lr=args.lr, finetune_lr=args.finetune_lr or args.lr,
                          image_loss_weight=args.image_loss_weight, seed=args.seed,
                          runs_dir=args.runs or str(scratch / "runs"),
                          name=f"color-{args.backbone}-{args.seed}", overwrite=True, verbose=2)

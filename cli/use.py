@@ -1,8 +1,9 @@
-"""Commands that use a trained model: ``evaluate``, ``predict``."""
+"""Commands that use a trained model: ``evaluate``, ``predict``, ``explain``."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -74,15 +75,7 @@ def predict(inputs, backbone, weights, image_size, top_k, as_json, csv_path, ove
     """
     from kerastl.inference import predict as run_predict, write_predictions
 
-    if backbone:
-        from kerastl.serving import load_imagenet_classifier
-
-        model, images = load_imagenet_classifier(backbone, image_size), inputs
-    elif len(inputs) < 2:
-        raise click.UsageError("give MODEL and IMAGES, or --backbone NAME --weights imagenet "
-                               "and IMAGES")
-    else:
-        model, images = inputs[0], inputs[1:]
+    model, images = _model_and_images(inputs, backbone, image_size)
     to_file = csv_path if csv_path not in (None, "-") else None
     results = run_predict(model, images, top_k=top_k, csv=to_file, overwrite=overwrite)
     if as_json:
@@ -96,6 +89,54 @@ def predict(inputs, backbone, weights, image_size, top_k, as_json, csv_path, ove
     bad = sum("error" in r for r in results)
     if bad:
         click.echo(f"{bad} file(s) could not be read as images.", err=True)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True),
+                metavar="[MODEL] IMAGES...")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for NAME_gradcam.png per image and gradcam.png, a grid of all.")
+@click.option("--class", "class_name", help="Explain this class instead of each image's top "
+              "class.")
+@click.option("--backbone", type=BACKBONE_CHOICE,
+              help="No MODEL: explain this backbone's ImageNet classifier (--weights imagenet).")
+@click.option("--weights", type=click.Choice(["imagenet"]), default="imagenet",
+              help="With --backbone: the pretrained weights.")
+@click.option("--image-size", type=click.IntRange(min=8),
+              help="With --backbone: the side images are resized to [default: the backbone's].")
+@click.option("--overwrite", is_flag=True, help="Replace existing files in --out (never an "
+              "input).")
+def explain(inputs, out_dir, class_name, backbone, weights, image_size, overwrite) -> None:
+    """Grad-CAM heat maps: where in each image MODEL (a run or .keras file) finds its top
+    class (or --class), over the backbone's last convolutional block, as overlays.
+
+    \b
+    Examples:
+      kerastl explain runs/finetune-resnet50-20261128-101010 photos/ --out cam/
+      kerastl explain --backbone efficientnetlite0 --weights imagenet cat.jpg --out cam/
+    """
+    from kerastl.explain import GRID_FILE, explain as run_explain
+
+    model, images = _model_and_images(inputs, backbone, image_size)
+    results, skipped = run_explain(model, images, out_dir, class_name=class_name,
+                                   overwrite=overwrite)
+    print_table([{"file": str(r.source), "class": r.label, "probability": r.probability,
+                  "overlay": str(r.output)} for r in results])
+    click.echo(f"Grid: {os.path.join(out_dir, GRID_FILE)}")
+    for path, reason in skipped.items():
+        click.echo(f"skipped {path}: {reason}", err=True)
+
+
+def _model_and_images(inputs, backbone, image_size):
+    """(MODEL, IMAGES) from the arguments, or an ImageNet classifier when --backbone."""
+    if backbone:
+        from kerastl.serving import load_imagenet_classifier
+
+        return load_imagenet_classifier(backbone, image_size), inputs
+    if len(inputs) < 2:
+        raise click.UsageError("give MODEL and IMAGES, or --backbone NAME --weights imagenet "
+                               "and IMAGES")
+    return inputs[0], inputs[1:]
 
 
 def _table_row(result: dict) -> dict:
