@@ -12,7 +12,9 @@ timed after a warm-up.
 Quality: kerastl's DCGAN trained for ``--epochs`` on ``--train-images`` images;
 after each epoch, FID and KID of 2,048 samples (EMA generator) against 2,048
 test images, on the pooled features of a Fashion-MNIST classifier that kerastl
-trains first (``kerastl_small``, from scratch; or ``--extractor RUN``).
+trains first (``kerastl_small``, from scratch; or ``--extractor RUN``), and beside it on
+EfficientNet-Lite0's pooled ImageNet features (``--imagenet-extractor``; offline from the
+PyPI wheel): a domain-free FID, but not comparable with published Inception FIDs.
 
     python benchmarks/dcgan_fashion.py [--width 32] [--epochs 5]
 
@@ -123,21 +125,29 @@ def speed_table(args, images: np.ndarray) -> list[tuple[str, float]]:
 
 
 class ScoreEachEpoch(keras.callbacks.Callback):
-    """FID and KID of 2,048 samples after every epoch."""
+    """FID and KID of 2,048 samples after every epoch, through each extractor (the real
+    images' features computed once)."""
 
-    def __init__(self, extractor, real):
+    def __init__(self, extractors, real):
         super().__init__()
-        self.extractor, self.real, self.rows = extractor, real, []
+        self.scorers = [(extractor, extractor(real)) for extractor in extractors]
+        self.rows = []
         self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        from kerastl.metrics.generative import fid_kid
+        from kerastl.metrics.generative import frechet_distance, kernel_inception_distance
 
         seconds = time.perf_counter() - self.started
-        scores = fid_kid(self.extractor, self.real, self.model.sample(2048, seed=99))
-        self.rows.append((epoch + 1, scores["fid"], scores["kid"], scores["kid_std"], seconds))
-        print(f"epoch {epoch + 1}: FID {scores['fid']:.2f} KID {scores['kid']:.4f} "
-              f"({seconds:.0f} s training so far)", flush=True)
+        fake = self.model.sample(2048, seed=99)
+        row = [epoch + 1, seconds]
+        for extractor, real_features in self.scorers:
+            fake_features = extractor(fake)
+            kid, kid_std = kernel_inception_distance(real_features, fake_features)
+            row += [frechet_distance(real_features, fake_features), kid, kid_std]
+        self.rows.append(row)
+        print(f"epoch {epoch + 1}: " + ", ".join(
+            f"FID {fid:.2f} KID {kid:.4f}" for fid, kid in zip(row[2::3], row[3::3]))
+            + f" ({seconds:.0f} s training so far)", flush=True)
         self.started = time.perf_counter() - seconds
 
 
@@ -148,7 +158,10 @@ def quality_curve(args, extractor_run: str, runs: str):
 
     (_, _), (x_test, y_test) = fashion_mnist_arrays()
     real = from_arrays(x_test[:2048], y_test[:2048], ["x"] * 10, (32, 32)).images[..., :1]
-    scorer = ScoreEachEpoch(FeatureExtractor(extractor_run), real)
+    extractors = [FeatureExtractor(extractor_run)]
+    if args.imagenet_extractor != "none":
+        extractors.append(FeatureExtractor(args.imagenet_extractor))
+    scorer = ScoreEachEpoch(extractors, real)
     config = GanConfig("fashion_mnist", image_size=32, width=args.width,
                        latent_dim=args.latent_dim, limit=args.train_images,
                        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
@@ -183,6 +196,10 @@ def main() -> None:
     parser.add_argument("--runs", help="keep runs here (default: a temporary folder)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--imagenet-extractor", default="efficientnetlite0",
+                        help="a second, domain-free FID from ImageNet features (offline; "
+                             "not comparable with Inception FID), or none")
     args = parser.parse_args()
 
     from kerastl.data.sources import fashion_mnist_arrays
@@ -192,20 +209,26 @@ def main() -> None:
         .astype(np.float32)
     print(f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, "
           f"width {args.width}, batch {args.batch_size}", flush=True)
-    rows = speed_table(args, images)
-    base = rows[0][1]
-    print(f"\n{'trainer':24} {'steps/s':>8} {'images/s':>9} {'ratio':>6}")
-    for name, speed in rows:
-        print(f"{name:24} {speed:8.2f} {speed * args.batch_size:9.0f} {speed / base:6.2f}")
+    if not args.skip_speed:
+        rows = speed_table(args, images)
+        base = rows[0][1]
+        print(f"\n{'trainer':24} {'steps/s':>8} {'images/s':>9} {'ratio':>6}")
+        for name, speed in rows:
+            print(f"{name:24} {speed:8.2f} {speed * args.batch_size:9.0f} "
+                  f"{speed / base:6.2f}")
     if args.skip_quality:
         return
     with tempfile.TemporaryDirectory() as scratch:
         runs = args.runs or scratch
         extractor = args.extractor or train_extractor(str(Path(runs) / "extractor_runs"))
         curve = quality_curve(args, extractor, runs)
-    print(f"\n{'epoch':>5} {'FID':>8} {'KID':>8} {'KID std':>8} {'seconds':>8}")
-    for epoch, fid, kid, kid_std, seconds in curve:
-        print(f"{epoch:5d} {fid:8.2f} {kid:8.4f} {kid_std:8.4f} {seconds:8.0f}")
+    names = ["domain"] + ([] if args.imagenet_extractor == "none" else [args.imagenet_extractor])
+    print(f"\n{'epoch':>5} {'seconds':>8} " + " ".join(
+        f"{name[:12] + ' FID':>17} {'KID':>8} {'KID std':>8}" for name in names))
+    for epoch, seconds, *scores in curve:
+        print(f"{epoch:5d} {seconds:8.0f} " + " ".join(
+            f"{fid:17.2f} {kid:8.4f} {kid_std:8.4f}"
+            for fid, kid, kid_std in zip(scores[::3], scores[1::3], scores[2::3])))
 
 
 if __name__ == "__main__":

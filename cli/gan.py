@@ -146,7 +146,9 @@ def interpolate(run, steps, rows, seed, out, overwrite) -> None:
 @click.option("--n", "count", type=click.IntRange(min=2), default=2048,
               help="Samples (and real images) to compare.")
 @click.option("--extractor", default="inception",
-              help="inception (ImageNet weights) or a kerastl classifier run (domain FID).")
+              help="inception (ImageNet weights, downloaded), efficientnetlite0 (ImageNet "
+                   "features offline; not comparable with Inception FID) or a kerastl "
+                   "classifier run (domain FID).")
 @click.option("--seed", type=int, default=0)
 @selection_options
 def evaluate(run, real, count, extractor, seed, classes, per_class, limit) -> None:

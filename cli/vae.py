@@ -208,8 +208,8 @@ def edit(run, images, data, source_class, target_class, amount, out_dir, overwri
               "one, else its images).")
 @click.option("--iw-samples", type=click.IntRange(min=0), default=64,
               help="Samples per image for the IWAE bound (0: skip it).")
-@click.option("--extractor", help="FID/KID of samples: inception or a kerastl classifier "
-              "run [default: skip].")
+@click.option("--extractor", help="FID/KID of samples: inception, efficientnetlite0 (ImageNet "
+              "features offline) or a kerastl classifier run [default: skip].")
 @click.option("--n", "count", type=click.IntRange(min=2), default=2048,
               help="Samples (and real images) for FID/KID.")
 @click.option("--classifier", type=click.Path(exists=True),

