@@ -20,6 +20,9 @@ weights (training it does not fit this CPU).
     python benchmarks/export_latency.py [--backbones mobilenetv3small,resnet50]
     python benchmarks/export_latency.py --backbones "" --agreement-data fashion_mnist \\
         --agreement-size 32 --agreement-epochs 3
+    python benchmarks/export_latency.py --backbones efficientnetlite0 \\
+        --agreement-backbone efficientnetlite0 --agreement-weights imagenet \\
+        --agreement-size 128 --agreement-frozen-epochs 2 --agreement-epochs 2
 """
 
 from __future__ import annotations
@@ -86,17 +89,20 @@ def speed_rows(backbone: str, size: int, repeats: int, folder: Path,
     return rows
 
 
-def agreement_rows(data: str, backbone: str, size: int, epochs: int, folder: Path):
+def agreement_rows(data: str, backbone: str, size: int, epochs: int, folder: Path,
+                   weights: str = "none", frozen_epochs: int = 0):
     """Agreement rows, and the trained model and its training images for part 2."""
-    result = kerastl.finetune(data, backbone=backbone, weights="none",
-                              image_size=size, frozen_epochs=0, finetune_epochs=epochs,
-                              runs_dir=str(folder), name="agreement", verbose=0)
+    result = kerastl.finetune(data, backbone=backbone, weights=weights,
+                              image_size=size, frozen_epochs=frozen_epochs,
+                              finetune_epochs=epochs, runs_dir=str(folder), name="agreement",
+                              verbose=0)
     model, test = result.model, result.data.test
     keras_top1 = model.predict(test.images.astype(np.float32), verbose=0).argmax(1)
     train = result.data.train.images
     rows = [{"quantization": "keras", "test_accuracy": float(np.mean(keras_top1 == test.labels)),
              "agreement": 1.0}]
-    for quantize, exact in [(q, False) for q in QUANTIZATIONS] + [("int8", True)]:
+    hard_swish = backbone.startswith("mobilenetv3")  # the others have no hard-swish to rewrite
+    for quantize, exact in [(q, False) for q in QUANTIZATIONS] + [("int8", True)] * hard_swish:
         path = folder / f"agreement-{quantize}{'-exact' if exact else ''}.tflite"
         path.write_bytes(convert(model, quantize,
                                  lambda: (train[i:i + 1].astype(np.float32) for i in range(200)),
@@ -133,15 +139,20 @@ def main() -> None:
     parser.add_argument("--agreement-data", default="sample",
                         help="data the agreement model trains and is tested on")
     parser.add_argument("--agreement-backbone", default="mobilenetv3small")
+    parser.add_argument("--agreement-weights", default="none",
+                        help="none (from scratch) or imagenet (then finetuned)")
+    parser.add_argument("--agreement-frozen-epochs", type=int, default=0)
     args = parser.parse_args()
     print(f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, "
           f"LiteRT threads {THREADS}")
     with tempfile.TemporaryDirectory() as tmp:
         rows, trained, images = agreement_rows(args.agreement_data, args.agreement_backbone,
                                                args.agreement_size, args.agreement_epochs,
-                                               Path(tmp))
-        print(f"\n{args.agreement_backbone} trained here at {args.agreement_size} px "
-              f"({args.agreement_epochs} epochs on {args.agreement_data}), its test images")
+                                               Path(tmp), args.agreement_weights,
+                                               args.agreement_frozen_epochs)
+        print(f"\n{args.agreement_backbone} (weights {args.agreement_weights}) trained here at "
+              f"{args.agreement_size} px ({args.agreement_frozen_epochs} frozen + "
+              f"{args.agreement_epochs} epochs on {args.agreement_data}), its test images")
         print(f"{'quantization':14} {'test acc':>9} {'top-1 agreement':>16}")
         for row in rows:
             print(f"{row['quantization']:14} {row['test_accuracy']:>9.3f} "
