@@ -5,7 +5,14 @@ The plain script is written the way the keras.io transfer-learning guide writes 
 with ``training=False``, a pooling/dropout/dense head, Adam; no cache or prefetch tuning.
 kerastl runs its phase 1 (frozen backbone) for the same epochs through ``kerastl.finetune``.
 
-Three cases:
+Four cases:
+  default          the job a user runs first, end to end, each side a whole process: a
+                   folder of 1,600 JPEGs (256 px, 10 classes), ``kerastl finetune`` with
+                   the CLI's defaults (light augmentation, validation, 2 frozen and 3
+                   unfrozen epochs, XLA off) against ``plain_keras_finetune.py`` (the
+                   keras.io guide's script with validation, the same epochs and network
+                   weights), ``--rounds`` rounds in turn; images/s per phase (training
+                   steps alone) and where each side's wall time goes
   jpeg             a folder of JPEGs at 224 px, frozen base (phase 1)
   memory           Fashion-MNIST arrays at 32 px, frozen base (no decoding at all)
   memory-unfrozen  the same arrays with the whole base training (phase 2)
@@ -17,13 +24,20 @@ Memory case: the training loop alone (plain ``fit`` on arrays against kerastl's
 phase loop, ``metrics["train_seconds"]``), both on the same arrays. Run:
 
     python benchmarks/finetune_throughput.py [--backbone mobilenetv3small] [--epochs 3]
+    python benchmarks/finetune_throughput.py --cases default [--backbone efficientnetlite0] \\
+        [--images 1600] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import os
 import platform
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +55,9 @@ from kerastl.layers import Preprocess  # noqa: E402
 
 tf = tensorflow()
 import keras  # noqa: E402
+
+
+HERE = Path(__file__).resolve().parent
 
 
 def make_jpeg_folder(root: Path, n_images: int, size: int, n_classes: int = 4) -> Path:
@@ -110,6 +127,103 @@ def kerastl_job(data: str, size: int, args, weights_file: str, runs: str, fit_on
     return seconds, len(result.data.train)
 
 
+# --- the default path, end to end, each side a whole process ------------------------
+
+def kerastl_process(folder: Path, args, weights: str, runs: Path, name: str) -> dict:
+    """``kerastl finetune`` with the CLI's defaults; its wall time and per-phase figures."""
+    command = [sys.executable, "-m", "kerastl_cli", "finetune", str(folder),
+               "--backbone", args.backbone, "--weights", weights, "--image-size",
+               str(args.size), "--batch-size", str(args.batch_size), "--jit-compile", "off",
+               "--runs-dir", str(runs), "--name", name]
+    start, started_at = time.perf_counter(), time.time()
+    subprocess.run(command, check=True, capture_output=True)
+    wall, ended_at = time.perf_counter() - start, time.time()
+    run = runs / name
+    last_epoch_end = (run / "history.csv").stat().st_mtime
+    with (run / "history.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    n_train = json.loads((run / "config.json").read_text())["data"]["train"]
+    phases = {}
+    for row in rows:
+        phase = phases.setdefault(row["phase"], {"epochs": 0, "train": 0.0, "fit": 0.0})
+        phase["epochs"] += 1
+        phase["train"] += float(row["train_seconds"])
+        phase["fit"] += float(row["epoch_seconds"])
+    loop = sum(p["fit"] for p in phases.values())
+    return {"wall": wall, "n_train": n_train, "phases": phases, "loop": loop,
+            "seconds": {"before the loop, between epochs": last_epoch_end - started_at - loop,
+                        "after the last epoch": ended_at - last_epoch_end}}
+
+
+def plain_process(folder: Path, args, weights: str, out: Path) -> dict:
+    command = [sys.executable, str(HERE / "plain_keras_finetune.py"), str(folder),
+               "--backbone", args.backbone, "--weights", weights, "--size", str(args.size),
+               "--batch-size", str(args.batch_size), "--out", str(out)]
+    start = time.perf_counter()
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    seconds = report["seconds"]
+    return {"wall": wall, "n_train": report["n_train"], "seconds": seconds,
+            "phases": {"frozen": {"epochs": 2, "train": seconds["frozen_train"],
+                                  "fit": seconds["frozen_fit"]},
+                       "unfrozen": {"epochs": 3, "train": seconds["unfrozen_train"],
+                                    "fit": seconds["unfrozen_fit"]}},
+            "loop": seconds["frozen_fit"] + seconds["unfrozen_fit"]}
+
+
+def default_path(args, tmp: Path) -> None:
+    folder = make_jpeg_folder(tmp / "jpegs", args.images, 256, n_classes=10)
+    weights = random_weights_file(args.backbone, args.size, str(tmp))
+    results = {"kerastl": [], "plain": []}
+    for r in range(args.rounds):
+        order = ("kerastl", "plain") if r % 2 == 0 else ("plain", "kerastl")
+        for side in order:
+            if side == "kerastl":
+                result = kerastl_process(folder, args, weights, tmp / "runs", f"e2e-{r}")
+            else:
+                result = plain_process(folder, args, weights, tmp / f"plain-{r}.keras")
+            results[side].append(result)
+            print(f"round {r + 1} {side}: {result['wall']:.0f} s wall, "
+                  f"{result['loop']:.0f} s in fit", flush=True)
+    print_default_path(results, args)
+
+
+def _rate(result: dict, phase: str) -> float:
+    figures = result["phases"][phase]
+    return result["n_train"] * figures["epochs"] / figures["train"]
+
+
+def print_default_path(results: dict, args) -> None:
+    ours, plain = results["kerastl"], results["plain"]
+    print(f"\n{args.backbone} at {args.size} px, {args.images} JPEGs, batch "
+          f"{args.batch_size}, XLA off, {len(ours)} rounds in turn, {os.cpu_count()} CPU "
+          f"cores, TF {tf.__version__}; median (best) of the rounds")
+    print(f"{'figure':34} {'plain':>14} {'kerastl':>14} {'kerastl/plain':>14}")
+
+    def row(label, plain_values, our_values, higher_is_better=True):
+        p, o = statistics.median(plain_values), statistics.median(our_values)
+        best_p = max(plain_values) if higher_is_better else min(plain_values)
+        best_o = max(our_values) if higher_is_better else min(our_values)
+        ratio = o / p if higher_is_better else p / o
+        print(f"{label:34} {p:8.1f} ({best_p:4.0f}) {o:8.1f} ({best_o:4.0f}) {ratio:13.2f}x")
+
+    for mine, theirs in (("frozen", "frozen"), ("finetune", "unfrozen")):
+        row(f"{theirs} phase, img/s (training steps)", [_rate(r, theirs) for r in plain],
+            [_rate(r, mine) for r in ours])
+    row("whole process, s (speed ratio)", [r["wall"] for r in plain],
+        [r["wall"] for r in ours], higher_is_better=False)
+    row("in fit (with validation), s", [r["loop"] for r in plain],
+        [r["loop"] for r in ours], higher_is_better=False)
+    row("outside fit, s", [r["wall"] - r["loop"] for r in plain],
+        [r["wall"] - r["loop"] for r in ours], higher_is_better=False)
+    for side, keys in (("plain", ("import", "load_and_build", "save")),
+                       ("kerastl", ("before the loop, between epochs", "after the last epoch"))):
+        for key in keys:
+            values = [r["seconds"][key] for r in results[side]]
+            print(f"  {side} {key:32} {statistics.median(values):8.1f} s")
+
+
 def random_weights_file(backbone: str, size: int, folder: str) -> str:
     """Stand-in pretrained weights (ImageNet needs the internet); speed does not depend on them."""
     path = os.path.join(folder, f"{backbone}-{size}.weights.h5")
@@ -126,10 +240,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--cases", default="jpeg,memory,memory-unfrozen")
+    parser.add_argument("--rounds", type=int, default=2, help="default case: rounds in turn")
     args = parser.parse_args()
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        if "default" in args.cases.split(","):
+            default_path(args, Path(tmp))
         if "jpeg" in args.cases:
             folder = make_jpeg_folder(Path(tmp) / "jpegs", args.images, args.size)
             weights = random_weights_file(args.backbone, args.size, tmp)
@@ -148,7 +265,8 @@ def main() -> None:
                                unfrozen=unfrozen, **split)
             label = "in memory, backbone unfrozen" if unfrozen else "in memory (Fashion-MNIST)"
             rows.append((label, 32, plain, ours))
-    print_table(rows, args)
+    if rows:
+        print_table(rows, args)
 
 
 def print_table(rows, args) -> None:

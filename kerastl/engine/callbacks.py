@@ -8,6 +8,7 @@ import io
 import logging
 import math
 import sys
+import time
 
 import numpy as np
 
@@ -59,7 +60,8 @@ class BestModelSaver(keras.callbacks.Callback):
 
 
 class HistoryWriter(keras.callbacks.Callback):
-    """One ``history.csv`` for the whole run: epoch, phase, learning rate and every metric."""
+    """One ``history.csv`` for the whole run: epoch, phase, learning rate, every metric, and
+    the epoch's seconds (``train_seconds``: the training steps alone, before validation)."""
 
     def __init__(self, run: RunDir, learning_rate: bool = True):
         super().__init__()
@@ -67,6 +69,14 @@ class HistoryWriter(keras.callbacks.Callback):
         self.rows: list[dict] = []
         self.phase = ""
         self.learning_rate = learning_rate
+        self._started = self._trained = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started, self._trained = time.perf_counter(), None
+
+    def on_test_begin(self, logs=None):
+        if self._started is not None and self._trained is None:
+            self._trained = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch, "phase": self.phase}
@@ -75,6 +85,11 @@ class HistoryWriter(keras.callbacks.Callback):
                 self.model.optimizer.learning_rate))
         row.update({key: float(value) for key, value in (logs or {}).items()
                     if key != "learning_rate"})
+        if self._started is not None:
+            now = time.perf_counter()
+            row["epoch_seconds"] = round(now - self._started, 3)
+            row["train_seconds"] = round((self._trained or now) - self._started, 3)
+            self._started = None
         self.rows.append(row)
         self.run.write_text(HISTORY_FILE, self.to_csv())
 
