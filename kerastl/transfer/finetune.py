@@ -147,22 +147,12 @@ def _train(config: FinetuneConfig, strategy, backbone: ResolvedBackbone, bundle:
 
 def _fit_phases(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
                 heads: list[Head], run: RunDir, resume: TrainingState | None) -> FittedPhases:
-    phases = plan_phases(transfer=backbone.transferred, frozen_epochs=config.frozen_epochs,
-                         finetune_epochs=config.finetune_epochs, lr=config.lr,
-                         finetune_lr=config.finetune_lr, unfreeze=config.unfreeze,
-                         train_bn=config.train_bn, schedule=config.schedule,
-                         group_factor=config.group_factor, gradual=config.gradual,
-                         recipe=config.recipe,
-                         group_count=len(layer_groups(backbone.model, backbone.spec)))
+    phases = plan_run_phases(config, backbone)
     if not backbone.transferred:
         log.info("--weights none: nothing to transfer, so every layer trains from the start "
                  "(%d epochs, BatchNorm momentum %s)", phases[0].epochs, backbone.meta.bn_momentum)
     _log_data(bundle)
-    model = build_classifier(backbone, bundle.num_classes, dropout=config.dropout,
-                             train_bn=any(p.train_bn for p in phases),
-                             extra_heads={h.name: len(h.class_names) for h in heads})
-    if tensorflow().distribute.get_strategy().num_replicas_in_sync > 1:
-        synchronize_batchnorm(model)  # one set of moving statistics on every replica
+    model = build_run_model(config, backbone, bundle, phases, heads)
     if resume is None:
         _write_run_files(run, config, backbone, bundle, phases, heads)
     engine = PhaseEngine(run, model, monitor=_monitor(bundle, heads, config.select),
@@ -170,6 +160,28 @@ def _fit_phases(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: Data
                          resume=resume, verbose=config.verbose)
     trainer = PhaseTrainer(config, model, backbone, bundle, heads)
     return engine.fit(phases, trainer.setup)
+
+
+def plan_run_phases(config: FinetuneConfig, backbone: ResolvedBackbone) -> list[Phase]:
+    """The phases a run of ``config`` trains (``lr_find`` sweeps the first)."""
+    return plan_phases(transfer=backbone.transferred, frozen_epochs=config.frozen_epochs,
+                       finetune_epochs=config.finetune_epochs, lr=config.lr,
+                       finetune_lr=config.finetune_lr, unfreeze=config.unfreeze,
+                       train_bn=config.train_bn, schedule=config.schedule,
+                       group_factor=config.group_factor, gradual=config.gradual,
+                       recipe=config.recipe,
+                       group_count=len(layer_groups(backbone.model, backbone.spec)))
+
+
+def build_run_model(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
+                    phases: list[Phase], heads: list[Head]):
+    """The classifier a run of ``config`` trains, BatchNorm synchronized across replicas."""
+    model = build_classifier(backbone, bundle.num_classes, dropout=config.dropout,
+                             train_bn=any(p.train_bn for p in phases),
+                             extra_heads={h.name: len(h.class_names) for h in heads})
+    if tensorflow().distribute.get_strategy().num_replicas_in_sync > 1:
+        synchronize_batchnorm(model)  # one set of moving statistics on every replica
+    return model
 
 
 def _monitor(bundle: DataBundle, heads: list[Head], select: str) -> str | None:

@@ -1,7 +1,8 @@
 """Learning-rate finder (Smith 2015; fastai's ``lr_find``): an exponential sweep of the rate.
 
-The model the run would train first (its first phase: the head on a frozen
-backbone when transferring) takes one batch per rate, from ``start`` to ``end``
+The model the run would train first (its first phase, as the trainer builds it: the
+head on a frozen backbone when transferring, on cached features without augmentation)
+takes one batch per rate, from ``start`` to ``end``
 over ``steps`` batches; the loss is smoothed and the sweep stops early once it
 exceeds four times its best. The suggestion is the rate where the smoothed loss
 falls fastest (the steepest descent on a log-rate axis). The weights are put
@@ -34,12 +35,11 @@ class LRFindResult:
 
 def lr_find(config, steps: int = 100, start: float = 1e-7, end: float = 10.0,
             plot: str | Path | None = None) -> LRFindResult:
-    """Sweep the rate on the first phase of ``config`` (a :class:`FinetuneConfig`)."""
-    from kerastl.backbones import layer_groups
-    from kerastl.transfer.finetune import config_data
-    from kerastl.data.pipeline import make_dataset
-    from kerastl.transfer.model import build_classifier, resolve_backbone
-    from kerastl.transfer.schedule import apply_phase, plan_phases
+    """Sweep the rate on the first phase of ``config`` (a :class:`FinetuneConfig`), built by
+    the trainer itself: the same phases, model, data, augmentation (and feature cache)."""
+    from kerastl.transfer.finetune import (PhaseTrainer, build_run_model, config_data,
+                                           plan_run_phases)
+    from kerastl.transfer.model import resolve_backbone
 
     if not 0 < start < end:
         raise KerastlError(f"the sweep needs 0 < start < end. Received: {start}, {end}")
@@ -47,16 +47,11 @@ def lr_find(config, steps: int = 100, start: float = 1e-7, end: float = 10.0,
     backbone = resolve_backbone(config.backbone, config.weights, config.image_size,
                                 config.bn_momentum)
     bundle = config_data(config, backbone.meta.image_size)
-    phase = plan_phases(transfer=backbone.transferred, frozen_epochs=max(config.frozen_epochs, 1),
-                        finetune_epochs=config.finetune_epochs, lr=config.lr,
-                        finetune_lr=config.finetune_lr, unfreeze=config.unfreeze,
-                        train_bn=config.train_bn)[0]
-    model = build_classifier(backbone, bundle.num_classes, dropout=config.dropout,
-                             train_bn=phase.train_bn)
-    apply_phase(backbone.model, layer_groups(backbone.model, backbone.spec), phase)
-    batches = iter(make_dataset(bundle.train, config.batch_size, training=True,
-                                seed=config.seed, augment=config.augment).repeat())
-    result = sweep(model, batches, steps, start, end)
+    phases = plan_run_phases(config, backbone)
+    model = build_run_model(config, backbone, bundle, phases, heads=[])
+    first = PhaseTrainer(config, model, backbone, bundle).setup(phases[0], 0, 0)
+    result = sweep(first.model, iter(first.train.repeat()), steps, start, end,
+                   loss=first.model.loss)
     if plot:
         result.plot = plot_sweep(result, Path(plot))
     return result
@@ -82,8 +77,8 @@ def sweep(model, batches, steps: int = 100, start: float = 1e-7, end: float = 10
 def _sweep(model, batches, steps: int, rate):
     rates, losses, smoothed, best = [], [], 0.0, np.inf
     for step in range(steps):
-        images, labels = next(batches)
-        loss = float(model.train_on_batch(images, labels, return_dict=True)["loss"])
+        inputs, labels = next(batches)
+        loss = float(model.train_on_batch(inputs, labels, return_dict=True)["loss"])
         smoothed = SMOOTHING * smoothed + (1 - SMOOTHING) * loss
         value = smoothed / (1 - SMOOTHING ** (step + 1))
         rates.append(float(rate(step)))
