@@ -104,8 +104,8 @@ def training_options(command):
                           "loss (smoother with a few validation images)."),
         click.option("--jit-compile", type=click.Choice(JIT_SETTINGS),
                      default=DEFAULT["jit_compile"],
-                     help="XLA. auto: on for backbones over 5M parameters on one device "
-                          "(ResNet50 trained 1.7x faster on a CPU), off for small ones."),
+                     help="XLA. auto: on with a GPU or TPU, off on CPUs (measured slower "
+                          "or level there for every backbone and size, see docs/benchmarks.md)."),
         click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULT["precision"],
                      help="Mixed precision (the output layer stays float32); "
                           "mixed_bfloat16 is slow on CPUs without bfloat16 units."),

@@ -220,7 +220,7 @@ class PhaseTrainer:
         strategy = tensorflow().distribute.get_strategy()
         self.replicas = strategy.num_replicas_in_sync
         self.own_loop = needs_own_loop(strategy)
-        self.xla = use_xla(config.jit_compile, backbone.spec.params, self.replicas)
+        self.xla = use_xla(config.jit_compile)
         self._image_data = None
 
     def setup(self, phase: Phase, start: int, epochs_done: int) -> PhaseSetup:
