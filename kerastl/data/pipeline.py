@@ -38,10 +38,18 @@ def batch_reader(data: ImageSet):
     return read
 
 
-def augmentation_layers(preset: str, seed: int) -> list:
-    """Keras core layers for an augmentation preset (``none``, ``shift``, ``light``,
-    ``randaugment``). ``shift`` (mirror, shift up to 10%, black fill) suits small centred
-    images such as Fashion-MNIST, where ``light``'s rotation and zoom cost accuracy."""
+def augmentation(preset: str, seed: int):
+    """A ``keras.layers.Pipeline`` of Keras core layers for an augmentation preset (``none``:
+    None; ``shift``, ``light``, ``randaugment``). ``shift`` (mirror, shift up to 10%, black
+    fill) suits small centred images such as Fashion-MNIST, where ``light``'s rotation and
+    zoom cost accuracy."""
+    import keras
+
+    layers = _augmentation_layers(preset, seed)
+    return keras.layers.Pipeline(layers, name=f"augment_{preset}") if layers else None
+
+
+def _augmentation_layers(preset: str, seed: int) -> list:
     import keras
 
     if preset == "none":
@@ -85,14 +93,14 @@ def make_dataset(data: ImageSet, batch_size: int, *, training: bool = False, see
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).map(
         batch_reader(data), num_parallel_calls=2 if _streamed(data) else None,
         deterministic=True)
-    layers = augmentation_layers(augment, seed) if training else []
+    augmenter = augmentation(augment, seed) if training else None
     mixers = _mixers(mixup, cutmix, seed) if training else []
     num_classes = len(data.class_names)
 
     def transform(images, labels):
         images = tf.cast(images, tf.float32)
-        for layer in layers:
-            images = layer(images, training=True)
+        if augmenter is not None:
+            images = augmenter(images, training=True)
         if one_hot:
             labels = tf.one_hot(labels, num_classes)
             for mixer in mixers:
