@@ -58,6 +58,9 @@ import keras  # noqa: E402
 
 
 HERE = Path(__file__).resolve().parent
+#: The plain script runs kerastl's default schedule (FinetuneConfig's frozen/finetune epochs).
+DEFAULT_EPOCHS = {"frozen": kerastl.FinetuneConfig.frozen_epochs,
+                  "unfrozen": kerastl.FinetuneConfig.finetune_epochs}
 
 
 def make_jpeg_folder(root: Path, n_images: int, size: int, n_classes: int = 4) -> Path:
@@ -158,17 +161,18 @@ def kerastl_process(folder: Path, args, weights: str, runs: Path, name: str) -> 
 def plain_process(folder: Path, args, weights: str, out: Path) -> dict:
     command = [sys.executable, str(HERE / "plain_keras_finetune.py"), str(folder),
                "--backbone", args.backbone, "--weights", weights, "--size", str(args.size),
-               "--batch-size", str(args.batch_size), "--out", str(out)]
+               "--batch-size", str(args.batch_size), "--out", str(out),
+               "--frozen-epochs", str(DEFAULT_EPOCHS["frozen"]),
+               "--finetune-epochs", str(DEFAULT_EPOCHS["unfrozen"])]
     start = time.perf_counter()
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - start
     report = json.loads(done.stdout.strip().splitlines()[-1])
     seconds = report["seconds"]
     return {"wall": wall, "n_train": report["n_train"], "seconds": seconds,
-            "phases": {"frozen": {"epochs": 2, "train": seconds["frozen_train"],
-                                  "fit": seconds["frozen_fit"]},
-                       "unfrozen": {"epochs": 3, "train": seconds["unfrozen_train"],
-                                    "fit": seconds["unfrozen_fit"]}},
+            "phases": {phase: {"epochs": epochs, "train": seconds[f"{phase}_train"],
+                               "fit": seconds[f"{phase}_fit"]}
+                       for phase, epochs in DEFAULT_EPOCHS.items()},
             "loop": seconds["frozen_fit"] + seconds["unfrozen_fit"]}
 
 

@@ -22,6 +22,7 @@ from typing import Iterable
 
 import numpy as np
 
+from kerastl._tf import tensorflow
 from kerastl.data.images import BadImage, load_image
 from kerastl.errors import DataError, KerastlError
 from kerastl.report import save_image_grid
@@ -56,8 +57,7 @@ class GradCam:
         self.score_layer = _score_layer(model)
 
     def __call__(self, pixels: np.ndarray, class_index: int | None = None):
-        import tensorflow as tf
-
+        tf = tensorflow()
         pixels = tf.convert_to_tensor(np.asarray(pixels, np.float32))
         with tf.GradientTape() as tape:
             features, head_input = self.split(pixels, training=False)
@@ -78,8 +78,7 @@ class GradCam:
         return maps, classes, picked
 
     def _scores(self, features, head_input):
-        import tensorflow as tf
-
+        tf = tensorflow()
         if self.score_layer is not None:
             return tf.matmul(head_input, self.score_layer.kernel) + self.score_layer.bias
         return tf.math.log(tf.maximum(head_input, 1e-12))

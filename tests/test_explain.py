@@ -50,19 +50,17 @@ def left_share(heat: np.ndarray) -> float:
 
 
 def test_the_map_lies_on_the_object_of_the_class_explained(object_run, tmp_path):
-    from kerastl.explain import explain
+    from kerastl.explain import GradCam, explain
+    from kerastl.serving import load_classifier
 
     both = tmp_path / "both.png"
     Image.fromarray(scene({"red": (6, 24), "blue": (42, 24)}, seed=99)).save(both)
+    classifier = load_classifier(object_run)
+    cam = GradCam(classifier.keras_model)
     shares = {}
     for name in OBJECTS:
-        from kerastl.explain import GradCam
-        from kerastl.serving import load_classifier
-
-        classifier = load_classifier(object_run)
-        heat, classes, _ = GradCam(classifier.keras_model)(
-            np.asarray(Image.open(both), np.float32)[None],
-            classifier.class_names.index(name))
+        heat, classes, _ = cam(np.asarray(Image.open(both), np.float32)[None],
+                               classifier.class_names.index(name))
         assert classifier.class_names[classes[0]] == name
         shares[name] = left_share(heat[0])
     assert shares["red"] > 0.6, shares  # red stands on the left,
