@@ -8,7 +8,7 @@ import json
 
 import click
 
-from kerastl.gan.config import DIFFAUGMENT_BELOW, IMAGE_SIZES, LOSSES, GanConfig
+from kerastl.gan.config import IMAGE_SIZES, LOSSES, GanConfig
 from kerastl_cli.main import cli
 from kerastl_cli.train import RATE, run_options, scale_options, selection_options
 
@@ -35,8 +35,12 @@ def gan_training_options(command):
         click.option("--ema-decay", type=click.FloatRange(0, 1), default=GAN["ema_decay"],
                      help="Generator weight average used for sampling (0: off)."),
         click.option("--diffaugment", default=GAN["diffaugment"],
-                     help=f"auto (on below {DIFFAUGMENT_BELOW:,} images), none, or policies "
-                          "'color,translation,cutout'."),
+                     help="DiffAugment policies for every image D sees: auto (all three), "
+                          "none, or some of 'color,translation,cutout'."),
+        click.option("--ada-target", type=click.FloatRange(0, 1), default=GAN["ada_target"],
+                     help="Adaptive augmentation: apply the policies with a probability that "
+                          "rises only while D calls more than this share of real images real "
+                          "(0: augment every image)."),
         click.option("--jit-compile/--no-jit-compile", default=GAN["jit_compile"],
                      help="XLA."),
     ]):

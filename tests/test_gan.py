@@ -141,6 +141,47 @@ def test_diffaugment_keeps_shape_passes_gradients_and_cuts_out():
         parse_policy("colour")
 
 
+def test_diffaugment_probability_0_passes_images_and_1_augments_each():
+    import tensorflow as tf
+
+    from kerastl.gan.diffaugment import diff_augment
+
+    images = tf.ones((8, 32, 32, 1))
+    untouched = diff_augment(images, ("cutout",), seed=1, probability=tf.constant(0.0))
+    np.testing.assert_array_equal(untouched.numpy(), images.numpy())
+    cut = diff_augment(images, ("cutout",), seed=1, probability=tf.constant(1.0)).numpy()
+    assert np.all((cut == 0).mean(axis=(1, 2, 3)) > 0.05)
+
+
+@pytest.mark.parametrize("bias, expected_accuracy", [(50.0, 1.0), (-50.0, 0.0)])
+def test_ada_raises_the_augment_probability_only_while_d_wins_on_real_images(
+        bias, expected_accuracy):
+    from kerastl.gan.dcgan import ADA_IMAGES
+
+    gan = tiny_gan(diffaugment="color,translation,cutout", ada_target=0.6)
+    logit = gan.discriminator.get_layer("logit")
+    kernel, _ = logit.get_weights()
+    logit.set_weights([np.zeros_like(kernel), np.array([bias], np.float32)])
+    logs = gan.train_on_batch(real_batch(16), return_dict=True)
+    step = (expected_accuracy - 0.6) * 16 / ADA_IMAGES
+    assert float(gan.augment_p.numpy()) == pytest.approx(max(step, 0.0), abs=1e-6)
+    assert "augment_p" in logs
+
+
+def test_an_adaptive_gan_saves_its_augment_probability(tmp_path):
+    import keras
+
+    from kerastl.gan import DCGAN
+
+    gan = tiny_gan(diffaugment="cutout", ada_target=0.8)
+    gan.augment_p.assign(0.37)
+    gan.save(tmp_path / "gan.keras")
+    loaded = keras.models.load_model(tmp_path / "gan.keras", custom_objects={"DCGAN": DCGAN})
+    assert loaded.ada_target == 0.8
+    assert float(loaded.augment_p.numpy()) == pytest.approx(0.37)
+    assert tiny_gan(diffaugment="cutout").augment_p is None  # plain DiffAugment: no variable
+
+
 def test_discriminator_blocks_seeded_from_a_small_backbone_classifier(trained_run):
     import keras
 
@@ -166,7 +207,13 @@ def test_gan_run_directory(gan_run):
     assert (gan_run / "plots" / "samples_epoch_001.png").exists()
     assert (gan_run / "plots" / "samples_epoch_002.png").exists()
     assert (gan_run / "plots" / "samples_final.png").exists()
-    assert len((gan_run / "history.csv").read_text().splitlines()) == 3
+    import csv
+
+    rows = list(csv.DictReader((gan_run / "history.csv").open()))
+    assert len(rows) == 2
+    # the defaults: adaptive augmentation, and the diversity that watches for collapse
+    assert 0.0 <= float(rows[-1]["augment_p"]) <= 1.0
+    assert float(rows[-1]["diversity"]) > 0.0
 
 
 def test_gan_finetune_with_freeze_d_keeps_the_frozen_blocks(gan_run, tmp_path):
@@ -177,7 +224,8 @@ def test_gan_finetune_with_freeze_d_keeps_the_frozen_blocks(gan_run, tmp_path):
                           batch_size=8, runs_dir=str(tmp_path), name="adapted", verbose=0)
     adapted = result.gan.discriminator
     np.testing.assert_array_equal(adapted.get_layer("block1_conv1").get_weights()[0], source)
-    assert result.gan.policy == ("color", "translation", "cutout")  # auto: 40 images < 1,000
+    assert result.gan.policy == ("color", "translation", "cutout")  # auto: every policy
+    assert result.gan.augment_p is not None  # applied adaptively
 
 
 def test_cli_sample_and_interpolate_write_pngs_of_the_expected_size(gan_run, tmp_path):

@@ -183,3 +183,28 @@ class SampleGrid(keras.callbacks.Callback):
         images = self.model.generate(self.latents)
         path = self.run / "plots" / f"samples_epoch_{epoch + 1:03d}.png"
         save_image_grid(square_grid(images), path, cell=max(images.shape[1], 64))
+
+
+class CollapseWatch(keras.callbacks.Callback):
+    """After each epoch, the diversity of a fixed sample batch against real images'
+    (:func:`kerastl.metrics.diversity.diversity_ratio`) as the ``diversity`` figure of the
+    epoch (into ``history.csv``; this callback runs before the history's), and one warning,
+    the first epoch it falls below :data:`~kerastl.metrics.diversity.COLLAPSE_BELOW`, that
+    says what to try (``advice``)."""
+
+    def __init__(self, latents: np.ndarray, real: np.ndarray, advice: str):
+        super().__init__()
+        self.latents, self.real, self.advice = latents, real, advice
+        self.warned = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        from kerastl.metrics.diversity import COLLAPSE_BELOW, diversity_ratio
+
+        ratio = diversity_ratio(self.model.generate(self.latents), self.real)
+        if logs is not None:
+            logs["diversity"] = ratio
+        if ratio < COLLAPSE_BELOW and not self.warned:
+            self.warned = True
+            log.warning("samples look collapsed after epoch %d: their diversity is %.2f of the "
+                        "real images' (below %.2f); %s", epoch + 1, ratio, COLLAPSE_BELOW,
+                        self.advice)

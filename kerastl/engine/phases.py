@@ -133,9 +133,9 @@ class PhaseEngine:
             restore_optimizer(self.run, self.state, plan.model.optimizer,
                               plan.model.trainable_variables)
         self.history.phase = phase.name
-        callbacks = [self.best, self.history, self.checkpoint, self.nan_guard,
-                     keras.callbacks.TensorBoard(str(self.run / "logs"), write_graph=False),
-                     *plan.callbacks]
+        # the plan's callbacks first: figures they add to an epoch's logs reach the history
+        callbacks = [*plan.callbacks, self.best, self.history, self.checkpoint, self.nan_guard,
+                     keras.callbacks.TensorBoard(str(self.run / "logs"), write_graph=False)]
         if self.best.monitor and self.patience:
             callbacks.append(keras.callbacks.EarlyStopping(
                 self.best.monitor, mode=self.best.mode, patience=self.patience))

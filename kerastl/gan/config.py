@@ -13,8 +13,9 @@ from kerastl.settings import DataSelection, RunSettings, check_choice, check_set
 LOSSES = ("nonsaturating", "hinge")
 #: The sides the DCGAN's generator can produce.
 IMAGE_SIZES = (32, 64, 128)
-#: Below this many target images, ``diffaugment="auto"`` turns DiffAugment on.
-DIFFAUGMENT_BELOW = 1000
+#: The discriminator's accuracy on real images that adaptive augmentation holds by default
+#: (StyleGAN2-ADA's ``r_t = 0.6``).
+ADA_TARGET = 0.8
 
 
 @dataclasses.dataclass
@@ -23,7 +24,10 @@ class GanConfig(ScaleSettings, DataSelection, RunSettings):
 
     Defaults follow DCGAN (Adam 2e-4, beta_1 0.5, batch 64) with a generator
     EMA of 0.999 for sampling. ``channels`` defaults to 1 when every image is
-    gray. ``diffaugment`` is ``auto`` (on below 1,000 images), ``none`` or a policy.
+    gray. ``diffaugment`` is ``auto`` (every DiffAugment policy), ``none`` or policies;
+    ``ada_target`` makes their probability adaptive (ADA: it rises only while the
+    discriminator calls more than that share of real images real, so a large data set stays
+    nearly unaugmented); 0 augments every image (plain DiffAugment).
     Adapting (``init``: a GAN run) keeps the source's architecture; ``freeze_d``
     freezes its lowest discriminator blocks (FreezeD); ``d_from`` seeds the
     discriminator's blocks from a classifier run on the kerastl_small backbone.
@@ -43,6 +47,7 @@ class GanConfig(ScaleSettings, DataSelection, RunSettings):
     loss: str = "nonsaturating"
     ema_decay: float = 0.999
     diffaugment: str = "auto"
+    ada_target: float = ADA_TARGET
     spectral_norm: bool = False
     init: str | None = None
     freeze_d: int = 0
@@ -63,4 +68,5 @@ class GanConfig(ScaleSettings, DataSelection, RunSettings):
 _RANGES = [("latent_dim", 2, None, False), ("width", 4, None, False), ("epochs", 1, None, False),
            ("steps_per_epoch", 1, None, False), ("batch_size", 1, None, False),
            ("d_lr", 0, None, True), ("g_lr", 0, None, True), ("beta_1", 0, 1, False),
-           ("ema_decay", 0, 1, False), ("freeze_d", 0, None, False)]
+           ("ema_decay", 0, 1, False), ("freeze_d", 0, None, False),
+           ("ada_target", 0, 1, False)]

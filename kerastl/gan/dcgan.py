@@ -21,6 +21,10 @@ from kerastl.gan.diffaugment import diff_augment, parse_policy
 
 keras = keras_module()
 
+#: Adaptive augmentation's pace: at an accuracy error of 1, ``augment_p`` moves from 0 to 1
+#: over this many real images (StyleGAN2-ADA uses sign(error) over 500k images, for runs of
+#: millions; kerastl's runs see tens of thousands, and collapse within the first few).
+ADA_IMAGES = 2000
 
 
 @keras.saving.register_keras_serializable(package="kerastl")
@@ -35,6 +39,11 @@ class DCGAN(keras.Model):
             and sample from it (0 turns it off).
         diffaugment: DiffAugment policy applied to real and fake images in both
             steps, such as ``"color,translation,cutout"`` (empty: none).
+        ada_target: adaptive augmentation: the discriminator's accuracy on real images to
+            hold (0.8 is StyleGAN2-ADA's ``r_t = 0.6``). Each policy then reaches each image
+            with a probability ``augment_p`` that starts at 0 and moves by
+            ``(accuracy - ada_target) * batch / ADA_IMAGES`` per step. 0: every image is
+            augmented (plain DiffAugment).
 
     Example:
         >>> from kerastl.gan import DCGAN, build_discriminator, build_generator
@@ -45,7 +54,8 @@ class DCGAN(keras.Model):
     """
 
     def __init__(self, generator, discriminator, loss: str = "nonsaturating",
-                 ema_decay: float = 0.999, diffaugment: str = "", seed: int = 0, **kwargs):
+                 ema_decay: float = 0.999, diffaugment: str = "", ada_target: float = 0.0,
+                 seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         if loss not in LOSSES:
             raise KerastlError(f"the GAN loss is nonsaturating or hinge. Received: {loss!r}")
@@ -62,6 +72,11 @@ class DCGAN(keras.Model):
         self.loss_name = loss
         self.diffaugment = diffaugment or ""
         self.policy = parse_policy(self.diffaugment)
+        self.ada_target = float(ada_target or 0.0) if self.policy else 0.0
+        # only adaptive GANs carry the probability, so GANs saved before it still load
+        self.augment_p = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                         name="augment_p", aggregation="mean") \
+            if self.ada_target else None
         self.seed = int(seed)
         self.seed_generator = keras.random.SeedGenerator(self.seed)  # latents, DiffAugment
         self.d_optimizer = self.g_optimizer = None
@@ -69,6 +84,7 @@ class DCGAN(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_real_tracker = keras.metrics.Mean(name="d_real")
         self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
+        self.augment_p_tracker = keras.metrics.Mean(name="augment_p")
         self.built = True  # both networks are functional models, built already
 
     def call(self, latents, training=False):
@@ -96,8 +112,9 @@ class DCGAN(keras.Model):
 
     @property
     def metrics(self):
-        return [self.d_loss_tracker, self.g_loss_tracker, self.d_real_tracker,
-                self.d_fake_tracker]
+        trackers = [self.d_loss_tracker, self.g_loss_tracker, self.d_real_tracker,
+                    self.d_fake_tracker]
+        return trackers + ([self.augment_p_tracker] if self.augment_p is not None else [])
 
     # --- train_step --------------------------------------------------------------------
 
@@ -121,6 +138,7 @@ class DCGAN(keras.Model):
             scaled = self._for_gradients(d_losses, self.d_optimizer)
         self._apply(self.d_optimizer, tape.gradient(scaled, self.discriminator.trainable_variables),
                     self.discriminator.trainable_variables)
+        self._adapt_augmentation(real_logits)
 
         with tf.GradientTape() as tape:
             fake = self.generator(g_latents, training=True)
@@ -135,13 +153,30 @@ class DCGAN(keras.Model):
         self.g_loss_tracker.update_state(g_losses)
         self.d_real_tracker.update_state(tf.reduce_mean(tf.sigmoid(real_logits)))
         self.d_fake_tracker.update_state(tf.reduce_mean(tf.sigmoid(fake_logits)))
+        if self.augment_p is not None:
+            self.augment_p_tracker.update_state(self.augment_p)
         return {m.name: m.result() for m in self.metrics}
 
     def _latents(self, batch):
         return keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
 
     def _augment(self, images):
-        return diff_augment(images, self.policy, self.seed_generator) if self.policy else images
+        if not self.policy:
+            return images
+        return diff_augment(images, self.policy, self.seed_generator, self.augment_p)
+
+    def _adapt_augmentation(self, real_logits):
+        """ADA: raise ``augment_p`` while the discriminator calls more than ``ada_target`` of
+        the real images real (it is starting to memorise them), lower it otherwise. Each
+        replica moves it by its own batch; the variable keeps the replicas' mean."""
+        if self.augment_p is None:
+            return
+        tf = tensorflow()
+        accuracy = tf.reduce_mean(tf.cast(real_logits[:, 0] > 0, tf.float32))
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        images = tf.cast(tf.shape(real_logits)[0] * replicas, tf.float32)
+        step = (accuracy - self.ada_target) * images / ADA_IMAGES
+        self.augment_p.assign(tf.clip_by_value(self.augment_p + step, 0.0, 1.0))
 
     def _d_loss(self, real_logits, fake_logits):
         """The discriminator's loss per example: real scored real, fake scored fake."""
@@ -211,7 +246,8 @@ class DCGAN(keras.Model):
                 "generator": keras.saving.serialize_keras_object(self.generator),
                 "discriminator": keras.saving.serialize_keras_object(self.discriminator),
                 "loss": self.loss_name, "ema_decay": self.ema_decay,
-                "diffaugment": self.diffaugment, "seed": self.seed}
+                "diffaugment": self.diffaugment, "ada_target": self.ada_target,
+                "seed": self.seed}
 
     @classmethod
     def from_config(cls, config):

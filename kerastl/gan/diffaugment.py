@@ -7,6 +7,11 @@ Policies: ``color`` (brightness, saturation, contrast), ``translation`` (up to
 1/8 of the side, zero padded), ``cutout`` (a zeroed square of half the side).
 Random draws come from a ``keras.random.SeedGenerator`` (the GAN's own), so a seeded run
 repeats its augmentation.
+
+With a ``probability`` (adaptive discriminator augmentation, Karras et al. 2020, as the
+DCGAN runs it), each policy is applied to each image independently with that probability,
+and the rest pass unchanged: the probability rises while the discriminator wins on real
+images and falls while it does not, so a large data set keeps it near 0.
 """
 
 from __future__ import annotations
@@ -28,11 +33,18 @@ def parse_policy(policy: str | None) -> tuple[str, ...]:
     return names
 
 
-def diff_augment(images, policy: tuple[str, ...], seed=None):
+def diff_augment(images, policy: tuple[str, ...], seed=None, probability=None):
     """``images`` through each policy in turn; ``seed`` is a ``keras.random.SeedGenerator``
-    (or an int), None for unseeded draws."""
+    (or an int), None for unseeded draws. ``probability`` (a scalar tensor or variable):
+    each policy reaches each image with that probability; None: every image, every policy."""
     for name in policy:
-        images = _AUGMENTS[name](images, seed)
+        augmented = _AUGMENTS[name](images, seed)
+        if probability is None:
+            images = augmented
+        else:
+            chosen = _per_image(images, 0.0, 1.0, seed) < tensorflow().cast(probability,
+                                                                            images.dtype)
+            images = tensorflow().where(chosen, augmented, images)
     return images
 
 

@@ -13,15 +13,16 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
 
 from kerastl._tf import keras_module, tensorflow
 from kerastl.data.generative import GenerativeImages, generative_splits, image_batches
 from kerastl.distribute import synchronize_batchnorm, worker_run_dir
 from kerastl.engine import start_run
 from kerastl.errors import KerastlError, RunDirError
-from kerastl.gan.config import DIFFAUGMENT_BELOW, GanConfig
+from kerastl.gan.config import GanConfig
 from kerastl.gan.dcgan import DCGAN, load_gan
-from kerastl.gan.diffaugment import DEFAULT_POLICY
+from kerastl.gan.diffaugment import DEFAULT_POLICY, parse_policy
 from kerastl.blocks import seed_from_run
 from kerastl.gan.networks import build_discriminator, build_generator, freeze_blocks
 from kerastl.report import save_image_grid, square_grid
@@ -29,13 +30,16 @@ from kerastl.runs import CONFIG_FILE, GAN_JOBS, HISTORY_FILE, METRICS_FILE, MODE
     RunDir, default_run_name, require_job, require_settings, run_path, versions
 from kerastl.settings import from_settings
 from kerastl.engine.checkpoint import TrainingState, truncate_history
-from kerastl.engine.callbacks import SampleGrid
+from kerastl.engine.callbacks import CollapseWatch, SampleGrid
 from kerastl.engine.phases import PhaseEngine, PhaseSetup, Stage
 
 keras = keras_module()
 log = logging.getLogger("kerastl")
 
 GRID_SAMPLES = 64
+#: What the collapse warning suggests.
+COLLAPSE_ADVICE = ("try more augmentation (a lower --ada-target, or --ada-target 0), "
+                   "--spectral-norm, or a lower --d-lr")
 #: The name of a GAN run's one stage in its history.
 STAGE = "train"
 
@@ -73,7 +77,7 @@ def run_gan(config: GanConfig, callbacks=(), existing: Path | None = None) -> Ga
         source = load_gan(config.init) if config.init else None
         size = source.generator.output_shape[1] if source else config.image_size
         images = _images(config, size, source.generator.output_shape[-1] if source else None)
-        policy = _policy(config.diffaugment, len(images))
+        policy = _policy(config.diffaugment)
         gan = _build(config, source, size, images.channels, policy)
     path = existing or run_path(config.runs_dir, config.name,
                                 default_run_name(config.job, f"dcgan{size}"))
@@ -149,13 +153,16 @@ def _fit(config: GanConfig, strategy, gan: DCGAN, run: RunDir, images: Generativ
         size = images.size
         done = resume.epochs_done if resume else 0
         log.info("%s: %d images at %dx%dx%d, DiffAugment %s, from epoch %d", config.job,
-                 len(images), size, size, images.channels, gan.diffaugment or "off", done + 1)
+                 len(images), size, size, images.channels, _augmentation(gan), done + 1)
         dataset = image_batches(images, config.batch_size, seed=config.seed)
         # model.keras is the GAN of the last epoch, both optimizers included: its checkpoint
         engine = PhaseEngine(run, gan, checkpoint="model", resume=resume,
                              verbose=config.verbose, learning_rate_column=False)
+        latents = gan.latents(GRID_SAMPLES, config.seed)
         plan = PhaseSetup(gan, dataset.repeat() if config.steps_per_epoch else dataset,
-                          callbacks=[SampleGrid(run, gan.latents(GRID_SAMPLES, config.seed)),
+                          callbacks=[SampleGrid(run, latents),
+                                     CollapseWatch(latents, _real_sample(images, config.seed),
+                                                   COLLAPSE_ADVICE),
                                      *callbacks],
                           steps_per_epoch=config.steps_per_epoch)
         with strategy.scope():
@@ -175,6 +182,14 @@ def _fit(config: GanConfig, strategy, gan: DCGAN, run: RunDir, images: Generativ
         return GanResult(gan, run.path, rows, metrics)
 
 
+def _real_sample(images: GenerativeImages, seed: int) -> np.ndarray:
+    """Up to :data:`GRID_SAMPLES` training images (the channels the model sees): the
+    diversity the samples are read against."""
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(images), min(GRID_SAMPLES, len(images)), replace=False))
+    return np.asarray(images.data.images[chosen])[..., :images.channels]
+
+
 def _build(config: GanConfig, source: DCGAN | None, size: int, channels: int,
            policy: tuple[str, ...]) -> DCGAN:
     if source is not None:
@@ -188,7 +203,7 @@ def _build(config: GanConfig, source: DCGAN | None, size: int, channels: int,
     if config.freeze_d:
         log.info("FreezeD: %s frozen", ", ".join(freeze_blocks(discriminator, config.freeze_d)))
     gan = DCGAN(generator, discriminator, loss=config.loss, ema_decay=config.ema_decay,
-                diffaugment=",".join(policy), seed=config.seed)
+                diffaugment=",".join(policy), ada_target=config.ada_target, seed=config.seed)
     _synchronize(gan)
     if source is not None and source.ema_generator is not None and gan.ema_generator is not None:
         gan.ema_generator.set_weights(source.ema_generator.get_weights())
@@ -198,9 +213,13 @@ def _build(config: GanConfig, source: DCGAN | None, size: int, channels: int,
     return gan
 
 
-def _policy(diffaugment: str, count: int) -> tuple[str, ...]:
-    from kerastl.gan.diffaugment import parse_policy
+def _augmentation(gan: DCGAN) -> str:
+    if not gan.policy:
+        return "off"
+    if gan.augment_p is None:
+        return f"{gan.diffaugment} on every image"
+    return f"{gan.diffaugment}, adaptive (D's accuracy on real images held at {gan.ada_target})"
 
-    if diffaugment == "auto":
-        return parse_policy(DEFAULT_POLICY if count < DIFFAUGMENT_BELOW else "none")
-    return parse_policy(diffaugment)
+
+def _policy(diffaugment: str) -> tuple[str, ...]:
+    return parse_policy(DEFAULT_POLICY if diffaugment == "auto" else diffaugment)
