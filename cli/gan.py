@@ -60,6 +60,9 @@ def gan_training_options(command):
                    "generator mirrors it.")
 @click.option("--spectral-norm", is_flag=True, help="Spectral normalisation in the "
               "discriminator.")
+@click.option("--conditional", is_flag=True, help="Class-conditional: each image's class "
+              "(its sub-folder) enters the generator and a projection discriminator; sample "
+              "then takes --class or --per-class.")
 @gan_training_options
 @click.pass_context
 def train(ctx: click.Context, data, image_size, channels, **options) -> None:
@@ -116,16 +119,31 @@ def resume(run, epochs) -> None:
 @gan.command("sample")
 @click.argument("run", type=click.Path(exists=True))
 @click.option("--n", "count", type=click.IntRange(min=1), default=64)
+@click.option("--class", "class_name", help="A conditional GAN: samples of this class "
+              "[default: every class in turn].")
+@click.option("--per-class", type=click.IntRange(min=1),
+              help="A conditional GAN: N samples of every class, as --out/CLASS/*.png (a "
+                   "data folder for finetune).")
 @click.option("--seed", type=int, default=GAN["seed"], help="Seeds the latent batch.")
 @click.option("--out", required=True, type=click.Path(),
-              help="A grid PNG, or with --separate a folder of PNGs.")
+              help="A grid PNG, or with --separate or --per-class a folder of PNGs.")
 @click.option("--separate", is_flag=True, help="One PNG per sample.")
 @click.option("--overwrite", is_flag=True)
-def sample(run, count, seed, out, separate, overwrite) -> None:
-    """Draw samples from the GAN of RUN."""
-    from kerastl.gan.sampling import sample as draw
+def sample(run, count, class_name, per_class, seed, out, separate, overwrite) -> None:
+    """Draw samples from the GAN of RUN.
 
-    paths = draw(run, count, out, seed, separate, overwrite)
+    \b
+    Example (a data folder of 100 samples per class, from a --conditional run):
+      kerastl gan sample runs/gan-fashion --per-class 100 --out generated/
+    """
+    from kerastl.gan.sampling import sample as draw, sample_folders
+
+    if per_class:
+        counts = sample_folders(run, per_class, out, seed, overwrite)
+        click.echo(f"Wrote {sum(counts.values())} samples in {len(counts)} class folders "
+                   f"under {out}")
+        return
+    paths = draw(run, count, out, seed, separate, overwrite, class_name)
     click.echo(f"Wrote {len(paths)} file(s): {paths[0]}{' ...' if len(paths) > 1 else ''}")
 
 
@@ -145,7 +163,7 @@ def interpolate(run, steps, rows, seed, out, overwrite) -> None:
 
 @gan.command("evaluate")
 @click.argument("run", type=click.Path(exists=True))
-@click.option("--real", required=True, help="Data spec of the real images (narrowed by "
+@click.option("--real", help="Data spec of the real images for FID/KID (narrowed by "
               "--classes, --per-class, --limit).")
 @click.option("--n", "count", type=click.IntRange(min=2), default=2048,
               help="Samples (and real images) to compare.")
@@ -153,14 +171,19 @@ def interpolate(run, steps, rows, seed, out, overwrite) -> None:
               help="inception (ImageNet weights, downloaded), efficientnetlite0 (ImageNet "
                    "features offline; not comparable with Inception FID) or a kerastl "
                    "classifier run (domain FID).")
+@click.option("--classifier", type=click.Path(exists=True),
+              help="A conditional GAN: the share of each class's samples this classifier "
+                   "run labels as that class.")
 @click.option("--seed", type=int, default=0)
 @selection_options
-def evaluate(run, real, count, extractor, seed, classes, per_class, limit) -> None:
-    """FID and KID of the GAN of RUN against real images."""
+def evaluate(run, real, count, extractor, classifier, seed, classes, per_class,
+             limit) -> None:
+    """FID and KID of the GAN of RUN against real images (--real), and for a conditional GAN
+    whether each class's samples are that class (--classifier)."""
     from kerastl.gan.sampling import evaluate as score
 
-    click.echo(json.dumps(score(run, real, count, extractor, seed, classes, per_class, limit),
-                          indent=2))
+    click.echo(json.dumps(score(run, real, count, extractor, seed, classes, per_class, limit,
+                                classifier), indent=2))
 
 
 def _summarise(result) -> None:

@@ -65,6 +65,18 @@ def up_block(x, filters: int, index: int, *, sync_bn: bool = False):
     return layers.ReLU(name=f"up{index}_relu")(x)
 
 
+def latent_input(latent_dim: int, num_classes: int = 0):
+    """``(inputs, x)`` of a generator or decoder: the ``latent`` input and, with
+    ``num_classes``, a one-hot ``label`` input concatenated to it (``with_label``)."""
+    import keras
+
+    latents = keras.Input((latent_dim,), name="latent")
+    if not num_classes:
+        return latents, latents
+    label = keras.Input((num_classes,), name="label")
+    return [latents, label], keras.layers.Concatenate(name="with_label")([latents, label])
+
+
 def up_trunk(latents, image_size: int, width: int = 64, sync_bn: bool = False,
              sizes=tuple(BLOCKS)):
     """``latent -> Dense -> side x side map -> up blocks``: the generator's and the VAE

@@ -47,9 +47,10 @@ class _Generator:
         return self.images
 
 
-def test_collapse_watch_logs_the_figure_and_warns_once(caplog):
+def test_collapse_watch_logs_the_figure_and_warns_once(caplog, monkeypatch):
     from kerastl.engine.callbacks import CollapseWatch
 
+    monkeypatch.setattr(logging.getLogger("kerastl"), "propagate", True)  # the CLI turns it off
     real = shapes(16)
     watch = CollapseWatch(np.zeros((16, 4)), real, "try X")
     watch.set_model(_Generator(np.repeat(real[:1], 16, axis=0)))

@@ -1,14 +1,14 @@
 """Export a generative run (a DCGAN or a VAE): the network that makes images, latents in.
 
 SavedModel signature:
-  ``serving_default``  latents: float32 [N, D] (and labels: int32 [N] for a conditional VAE)
+  ``serving_default``  latents: float32 [N, D] (and labels: int32 [N], conditional models)
                        -> images: uint8 [N, S, S, C]
                        (the DCGAN's EMA generator, or the VAE's decoder and its sigmoid)
 
-The TFLite model takes the same latents and gives the images as float32 0-255 (whole numbers,
-so an app casts them to bytes). Latents are drawn from the standard normal prior. The report
-compares the export with the Keras model on 16 fixed latent vectors (``max_abs_diff_0_255``,
-``identical_pixels``) and gives sizes and latency per image.
+The TFLite model takes the same latents (and labels) and gives the images as float32 0-255
+(whole numbers, so an app casts them to bytes). Latents are drawn from the standard normal
+prior. The report compares the export with the Keras model on 16 fixed latent vectors
+(``max_abs_diff_0_255``, ``identical_pixels``) and gives sizes and latency per image.
 """
 
 from __future__ import annotations
@@ -107,17 +107,33 @@ def _tflite(model, model_dir: Path, name: str, version: int, quantize: str
     from kerastl.export.tflite import convert
     from kerastl.serving import TFLiteRunner
 
-    if getattr(model, "num_classes", 0):
-        raise KerastlError("a conditional model exports as a SavedModel (latents and labels "
-                           "in); its TFLite export is not written yet")
     network, images = image_function(model)
-    flatbuffer = convert(network, quantize, outputs=images, inputs=_signature(model)[0])
+    flatbuffer = convert(network, quantize, outputs=images, inputs=_signature(model))
     suffix = "" if quantize == "none" else f"-{quantize}"
     path = atomic_write(model_dir / f"{name}-v{version}{suffix}.tflite", flatbuffer)
-    report = _parity(model, TFLiteRunner(str(path)), path)
+    run = TFLiteRunner(str(path)) if not getattr(model, "num_classes", 0) else \
+        _labelled_runner(path)
+    report = _parity(model, run, path)
     atomic_write_text(path.with_name(path.stem + ".export_report.json"),
                       json.dumps(report, indent=2) + "\n")
     return path, report
+
+
+def _labelled_runner(path: Path):
+    """``(latents, labels) -> images`` through the TFLite model's signature (two inputs)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from kerastl._tf import silenced_stderr
+
+    interpreter = Interpreter(model_path=str(path))
+    with silenced_stderr():
+        signature = interpreter.get_signature_runner()
+
+    def run(latents, labels):
+        outputs = signature(latents=np.asarray(latents, np.float32),
+                            labels=np.asarray(labels, np.int32))
+        return next(iter(outputs.values()))
+    return run
 
 
 def _feed(latents, labels) -> dict:

@@ -43,8 +43,9 @@ def convert(model, quantize: str = "none",
         exact_hard_swish: with ``int8``, keep TFLite's HARD_SWISH op instead of the
             XNNPACK-friendly rewrite: closer to Keras, much slower on CPU (measured on
             MobileNetV3Small: top-1 agreement 0.981 vs 0.962; 0.25x vs 1.28x float speed).
-        inputs: the ``tf.TensorSpec`` ``outputs`` takes [default: float32 pixels at the
-            model's input size] (a generator takes latents).
+        inputs: the ``tf.TensorSpec`` ``outputs`` takes, or a list of them [default: float32
+            pixels at the model's input size] (a generator takes latents, and labels if it is
+            conditional).
     """
     tf = tensorflow()
     import keras
@@ -64,7 +65,7 @@ def convert(model, quantize: str = "none",
         archive.track(model)
         archive.add_endpoint("serve", outputs or (
                              lambda pixels: primary_output(model(pixels, training=False))),
-                             input_signature=[inputs])
+                             input_signature=inputs if isinstance(inputs, list) else [inputs])
         archive.write_out(folder, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         _configure(converter, quantize, representative, int8_io)

@@ -31,6 +31,8 @@ class GanConfig(ScaleSettings, DataSelection, RunSettings):
     Adapting (``init``: a GAN run) keeps the source's architecture; ``freeze_d``
     freezes its lowest discriminator blocks (FreezeD); ``d_from`` seeds the
     discriminator's blocks from a classifier run on the kerastl_small backbone.
+    ``conditional``: the class of each image enters the generator (one-hot, beside ``z``)
+    and the discriminator (projection), so ``sample`` can ask for a class.
     """
 
     data: str
@@ -49,6 +51,7 @@ class GanConfig(ScaleSettings, DataSelection, RunSettings):
     diffaugment: str = "auto"
     ada_target: float = ADA_TARGET
     spectral_norm: bool = False
+    conditional: bool = False
     init: str | None = None
     freeze_d: int = 0
     d_from: str | None = None

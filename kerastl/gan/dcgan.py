@@ -14,6 +14,7 @@ import numpy as np
 
 from kerastl._tf import keras_module, tensorflow
 from kerastl.errors import KerastlError
+from kerastl.conditional import class_rows
 from kerastl.latents import prior_latents
 from kerastl.gan.config import LOSSES
 from kerastl.runs import GAN_JOBS, load_run_model
@@ -62,7 +63,11 @@ class DCGAN(keras.Model):
         # === Networks ===
         self.generator = generator
         self.discriminator = discriminator
-        self.latent_dim = int(generator.input_shape[-1])
+        shapes = generator.input_shape if isinstance(generator.input_shape, list) else [
+            generator.input_shape]
+        self.latent_dim = int(shapes[0][-1])
+        #: Classes of a conditional GAN (its generator and discriminator take a one-hot label).
+        self.num_classes = int(shapes[1][-1]) if len(shapes) > 1 else 0
         self.ema_decay = float(ema_decay or 0.0)
         self.ema_generator = None
         if self.ema_decay:
@@ -121,19 +126,24 @@ class DCGAN(keras.Model):
     def train_step(self, data):
         """One discriminator step, then one generator step, on a batch of real images.
 
-        ``data`` is real images in [-1, 1], or ``(real, latents)`` (``x`` and ``y`` of
-        ``fit``) to feed the latent vectors: reproducible runs, distributed comparisons.
+        ``data`` is real images in [-1, 1] (for a conditional GAN, ``(images, one-hot
+        labels)``: the fakes of each step take the real batch's labels), or ``(real,
+        latents)`` (``x`` and ``y`` of ``fit``) to feed the latent vectors: reproducible runs,
+        distributed comparisons.
         """
         tf = tensorflow()
         real, latents, _ = keras.utils.unpack_x_y_sample_weight(data)
+        real, labels = real if self.num_classes else (real, None)
         batch = tf.shape(real)[0]
         d_latents, g_latents = (latents, latents) if latents is not None else (
             self._latents(batch), self._latents(batch))
 
         with tf.GradientTape() as tape:
-            fake = self.generator(d_latents, training=True)
-            real_logits = self.discriminator(self._augment(real), training=True)
-            fake_logits = self.discriminator(self._augment(fake), training=True)
+            fake = self.generator(self._joined(d_latents, labels), training=True)
+            real_logits = self.discriminator(self._joined(self._augment(real), labels),
+                                             training=True)
+            fake_logits = self.discriminator(self._joined(self._augment(fake), labels),
+                                             training=True)
             d_losses = self._d_loss(real_logits, fake_logits)
             scaled = self._for_gradients(d_losses, self.d_optimizer)
         self._apply(self.d_optimizer, tape.gradient(scaled, self.discriminator.trainable_variables),
@@ -141,8 +151,9 @@ class DCGAN(keras.Model):
         self._adapt_augmentation(real_logits)
 
         with tf.GradientTape() as tape:
-            fake = self.generator(g_latents, training=True)
-            fake_logits_g = self.discriminator(self._augment(fake), training=True)
+            fake = self.generator(self._joined(g_latents, labels), training=True)
+            fake_logits_g = self.discriminator(self._joined(self._augment(fake), labels),
+                                               training=True)
             g_losses = self._g_loss(fake_logits_g)
             scaled = self._for_gradients(g_losses, self.g_optimizer)
         self._apply(self.g_optimizer, tape.gradient(scaled, self.generator.trainable_variables),
@@ -156,6 +167,10 @@ class DCGAN(keras.Model):
         if self.augment_p is not None:
             self.augment_p_tracker.update_state(self.augment_p)
         return {m.name: m.result() for m in self.metrics}
+
+    @staticmethod
+    def _joined(tensor, labels):
+        return tensor if labels is None else [tensor, labels]
 
     def _latents(self, batch):
         return keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
@@ -226,18 +241,20 @@ class DCGAN(keras.Model):
         """A fixed batch of latent vectors (the same for the same seed)."""
         return prior_latents(count, self.latent_dim, seed)
 
-    def generate(self, latents: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """uint8 images (N, H, W, C) from latent vectors, through :attr:`sampler`.
+    def generate(self, latents: np.ndarray, labels=None, batch_size: int = 64) -> np.ndarray:
+        """uint8 images (N, H, W, C) from latent vectors (of the classes ``labels``, for a
+        conditional GAN; none given: every class in turn), through :attr:`sampler`.
 
         Called batch by batch rather than through ``predict``, which fails under a
         multi-worker strategy (and does nothing faster for a few batches)."""
-        images = [keras.ops.convert_to_numpy(self.sampler(latents[i:i + batch_size],
-                                                          training=False))
-                  for i in range(0, len(latents), batch_size)]
+        rows = class_rows(labels, len(latents), self.num_classes)
+        images = [keras.ops.convert_to_numpy(self.sampler(self._joined(
+            latents[i:i + batch_size], None if rows is None else rows[i:i + batch_size]),
+            training=False)) for i in range(0, len(latents), batch_size)]
         return to_uint8(np.concatenate(images))
 
-    def sample(self, count: int, seed: int = 0) -> np.ndarray:
-        return self.generate(self.latents(count, seed))
+    def sample(self, count: int, seed: int = 0, labels=None) -> np.ndarray:
+        return self.generate(self.latents(count, seed), labels)
 
     # --- serialization -----------------------------------------------------------------
 

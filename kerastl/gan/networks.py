@@ -28,35 +28,43 @@ def default_widths(image_size: int, width: int = 64) -> tuple[int, ...]:
 
 
 def build_generator(image_size: int = 32, channels: int = 3, latent_dim: int = 128,
-                    width: int = 64, sync_bn: bool = False, activation: str | None = "tanh",
-                    name: str = "generator", sizes=SIZES):
+                    width: int = 64, sync_bn: bool = False, num_classes: int = 0):
     """``z -> Dense -> 4x4 -> (Conv2DTranspose stride 2, BatchNorm, ReLU)* -> tanh image``
-    (:func:`kerastl.blocks.up_trunk`); the VAE's decoder is the same with no ``activation``.
+    (:func:`kerastl.blocks.up_trunk`, as the VAE's decoder). With ``num_classes`` (a
+    conditional GAN) the generator also takes a one-hot ``label``, concatenated to ``z``.
 
     ``sync_bn``: BatchNorm statistics over the global batch under a ``tf.distribute``
     strategy (else per replica)."""
-    z = keras.Input((latent_dim,), name="latent")
-    x = blocks.up_trunk(z, image_size, width, sync_bn, sizes)
-    images = layers.Conv2D(channels, 3, padding="same", activation=activation, dtype="float32",
+    inputs, x = blocks.latent_input(latent_dim, num_classes)
+    x = blocks.up_trunk(x, image_size, width, sync_bn, SIZES)
+    images = layers.Conv2D(channels, 3, padding="same", activation="tanh", dtype="float32",
                            name="to_image")(x)
-    return keras.Model(z, images, name=name)
+    return keras.Model(inputs, images, name="generator")
 
 
 def build_discriminator(image_size: int = 32, channels: int = 3, width: int = 64,
                         spectral_norm: bool = False, batchnorm: bool = True,
-                        sync_bn: bool = False):
+                        sync_bn: bool = False, num_classes: int = 0):
     """``image in [-1, 1] -> blocks -> flatten -> logit``; ``spectral_norm`` wraps each conv;
     ``batchnorm`` False drops BatchNorm (the convolutions then carry a bias); ``sync_bn``
-    as in :func:`build_generator`."""
+    as in :func:`build_generator`. With ``num_classes``, a projection discriminator (Miyato &
+    Koyama, 2018): it also takes a one-hot ``label``, and adds to the logit the inner product
+    of the image's features with the label's learned embedding (``projection``)."""
     images = keras.Input((image_size, image_size, channels), name="image")
     x = images
     for block, filters in enumerate(default_widths(image_size, width), start=1):
         x = blocks.down_block(x, filters, block, batchnorm=batchnorm,
                               spectral_norm=spectral_norm, sync_bn=sync_bn)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dropout(0.2, name="dropout")(x)
+    features = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(0.2, name="dropout")(features)
     logit = layers.Dense(1, dtype="float32", name="logit")(x)
-    return keras.Model(images, logit, name="discriminator")
+    if not num_classes:
+        return keras.Model(images, logit, name="discriminator")
+    label = keras.Input((num_classes,), name="label")
+    embedded = layers.Dense(features.shape[-1], use_bias=False, name="class_embedding")(label)
+    projection = layers.Dot(axes=1, dtype="float32", name="projection")([features, embedded])
+    logit = layers.Add(dtype="float32", name="conditional_logit")([logit, projection])
+    return keras.Model([images, label], logit, name="discriminator")
 
 
 def block_names(discriminator) -> list[str]:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kerastl import conditional
+from kerastl.conditional import class_labels
 from kerastl.errors import KerastlError
 from kerastl.gan.dcgan import load_gan
 from kerastl.latents import slerp
@@ -14,11 +16,13 @@ from kerastl.runs import atomic_write
 
 
 def sample(run: str | Path, count: int, out: str | Path, seed: int = 0,
-           separate: bool = False, overwrite: bool = False) -> list[Path]:
+           separate: bool = False, overwrite: bool = False,
+           class_name: str | None = None) -> list[Path]:
     """``count`` samples from the fixed latent batch of ``seed``: one grid PNG at ``out``,
-    or (``separate``) ``sample_NNNN.png`` files in the folder ``out``."""
+    or (``separate``) ``sample_NNNN.png`` files in the folder ``out``. A conditional GAN
+    draws class ``class_name``, or every class in turn."""
     gan = load_gan(run)
-    images = gan.sample(count, seed)
+    images = gan.sample(count, seed, class_labels(run, gan, class_name, count, required=False))
     out = Path(out)
     if not separate:
         _refuse_existing(out, overwrite)
@@ -40,7 +44,9 @@ def interpolate(run: str | Path, out: str | Path, steps: int = 10, rows: int = 4
     gan = load_gan(run)
     ends = gan.latents(2 * rows, seed)
     latents = np.concatenate([slerp(ends[2 * r], ends[2 * r + 1], steps) for r in range(rows)])
-    images = gan.generate(latents)
+    # a conditional GAN walks each row within one class, the classes in turn
+    labels = np.repeat(np.arange(rows) % gan.num_classes, steps) if gan.num_classes else None
+    images = gan.generate(latents, labels)
     if images.shape[-1] == 1:
         images = np.repeat(images, 3, axis=-1)
     _refuse_existing(Path(out), overwrite)
@@ -48,14 +54,43 @@ def interpolate(run: str | Path, out: str | Path, steps: int = 10, rows: int = 4
                            Path(out), cell=max(images.shape[1], 64))
 
 
-def evaluate(run: str | Path, real: str, count: int = 2048, extractor: str = "inception",
-             seed: int = 0, classes=None, per_class: int | None = None,
-             limit: int | None = None) -> dict:
-    """FID and KID of ``count`` samples against up to ``count`` real images of ``real``."""
+def sample_folders(run: str | Path, per_class: int, out_dir, seed: int = 0,
+                   overwrite: bool = False) -> dict[str, int]:
+    """:func:`kerastl.conditional.sample_folders` for the conditional GAN of ``run``."""
+    gan = load_gan(run)
+    if not gan.num_classes:
+        raise KerastlError(f"{run} is not conditional: --per-class needs a GAN trained with "
+                           "--conditional")
+    return conditional.sample_folders(run, gan, per_class, out_dir, seed, overwrite)
+
+
+def evaluate(run: str | Path, real: str | None, count: int = 2048,
+             extractor: str = "inception", seed: int = 0, classes=None,
+             per_class: int | None = None, limit: int | None = None,
+             classifier: str | None = None) -> dict:
+    """FID and KID of ``count`` samples against up to ``count`` real images of ``real``; for
+    a conditional GAN with a ``classifier`` run, the share of each class's samples that it
+    labels as that class (:func:`kerastl.conditional.class_accuracy`)."""
+    gan = load_gan(run)
+    report = {}
+    if real is not None:
+        report.update(_fid_kid(gan, real, count, extractor, seed, classes, per_class, limit))
+    if classifier:
+        if not gan.num_classes:
+            raise KerastlError("--classifier scores a conditional model's samples by class; "
+                               f"{run} is not conditional")
+        report["class_accuracy"] = conditional.class_accuracy(gan, run, classifier, seed=seed)
+    if not report:
+        raise KerastlError("nothing to evaluate: give --real (FID/KID), or --classifier for a "
+                           "conditional GAN")
+    return report
+
+
+def _fid_kid(gan, real: str, count: int, extractor: str, seed: int, classes, per_class,
+             limit) -> dict:
     from kerastl.data.bundle import load_images
     from kerastl.metrics.generative import FeatureExtractor, fid_kid
 
-    gan = load_gan(run)
     size, channels = gan.generator.output_shape[1], gan.generator.output_shape[-1]
     bundle = load_images(real, size, val_fraction=0.0, seed=seed, classes=classes,
                          per_class=per_class, limit=limit)

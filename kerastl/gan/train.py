@@ -76,16 +76,20 @@ def run_gan(config: GanConfig, callbacks=(), existing: Path | None = None) -> Ga
     with strategy.scope():  # both networks and both optimizers
         source = load_gan(config.init) if config.init else None
         size = source.generator.output_shape[1] if source else config.image_size
-        images = _images(config, size, source.generator.output_shape[-1] if source else None)
-        policy = _policy(config.diffaugment)
-        gan = _build(config, source, size, images.channels, policy)
+        images = _images(config, size, source.generator.output_shape[-1] if source else None,
+                         conditional=source.num_classes > 0 if source else config.conditional)
+        classes = _classes(config, source, images)
+        gan = _build(config, source, size, images.channels, _policy(config.diffaugment),
+                     classes)
     path = existing or run_path(config.runs_dir, config.name,
                                 default_run_name(config.job, f"dcgan{size}"))
     with worker_run_dir(strategy, path, config.job, config.overwrite,
                         existing=existing is not None) as run:
         run.write_json(CONFIG_FILE, {"job": config.job, "settings": dataclasses.asdict(config),
                                      "image_size": size, "channels": images.channels,
-                                     "diffaugment": ",".join(policy), "versions": versions()})
+                                     "diffaugment": gan.diffaugment,
+                                     "class_names": list(images.data.class_names)
+                                     if classes else None, "versions": versions()})
         return _fit(config, strategy, gan, run, images, None, callbacks)
 
 
@@ -112,7 +116,7 @@ def resume_gan(run_dir: str | Path, epochs: int | None = None) -> GanResult:
         gan = load_gan(run.path)
         _synchronize(gan)
     images = _images(config, int(record.get("image_size", config.image_size)),
-                     record.get("channels"))
+                     record.get("channels"), conditional=gan.num_classes > 0)
     with worker_run_dir(strategy, run.path, existing=True) as worker_run:
         return _fit(config, strategy, gan, worker_run, images, state, ())
 
@@ -141,10 +145,24 @@ def _synchronize(gan: DCGAN) -> None:
         synchronize_batchnorm(gan.discriminator)
 
 
-def _images(config: GanConfig, size: int, channels: int | None) -> GenerativeImages:
+def _images(config: GanConfig, size: int, channels: int | None,
+            conditional: bool) -> GenerativeImages:
     return generative_splits(config.data, size, seed=config.seed,
                              channels=channels or config.channels, classes=config.classes,
-                             per_class=config.per_class, limit=config.limit)["train"]
+                             per_class=config.per_class, limit=config.limit,
+                             labelled=conditional)["train"]
+
+
+def _classes(config: GanConfig, source: DCGAN | None, images: GenerativeImages) -> int:
+    """The classes a conditional GAN is built for (0: unconditional); a conditional source
+    adapts only to data of as many classes."""
+    found = len(images.data.class_names)
+    if source is None:
+        return found if config.conditional else 0
+    if source.num_classes and source.num_classes != found:
+        raise KerastlError(f"{config.init} is a GAN of {source.num_classes} classes; "
+                           f"{config.data} has {found}: adapt it to data of as many classes")
+    return source.num_classes
 
 
 def _fit(config: GanConfig, strategy, gan: DCGAN, run: RunDir, images: GenerativeImages,
@@ -154,7 +172,8 @@ def _fit(config: GanConfig, strategy, gan: DCGAN, run: RunDir, images: Generativ
         done = resume.epochs_done if resume else 0
         log.info("%s: %d images at %dx%dx%d, DiffAugment %s, from epoch %d", config.job,
                  len(images), size, size, images.channels, _augmentation(gan), done + 1)
-        dataset = image_batches(images, config.batch_size, seed=config.seed)
+        dataset = image_batches(images, config.batch_size, seed=config.seed,
+                                num_classes=gan.num_classes)
         # model.keras is the GAN of the last epoch, both optimizers included: its checkpoint
         engine = PhaseEngine(run, gan, checkpoint="model", resume=resume,
                              verbose=config.verbose, learning_rate_column=False)
@@ -191,12 +210,14 @@ def _real_sample(images: GenerativeImages, seed: int) -> np.ndarray:
 
 
 def _build(config: GanConfig, source: DCGAN | None, size: int, channels: int,
-           policy: tuple[str, ...]) -> DCGAN:
+           policy: tuple[str, ...], classes: int) -> DCGAN:
     if source is not None:
         generator, discriminator = source.generator, source.discriminator
     else:
-        generator = build_generator(size, channels, config.latent_dim, config.width)
-        discriminator = build_discriminator(size, channels, config.width, config.spectral_norm)
+        generator = build_generator(size, channels, config.latent_dim, config.width,
+                                    num_classes=classes)
+        discriminator = build_discriminator(size, channels, config.width, config.spectral_norm,
+                                            num_classes=classes)
     if config.d_from:
         copied = seed_from_run(discriminator, config.d_from, "--d-from")
         log.info("discriminator seeded from %s: %d layers", config.d_from, len(copied))

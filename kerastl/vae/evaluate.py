@@ -13,6 +13,7 @@ import numpy as np
 
 from kerastl._tf import tensorflow
 from kerastl.data.generative import GenerativeImages, generative_splits
+from kerastl.conditional import check_same_classes, class_accuracy, run_classes
 from kerastl.errors import KerastlError
 from kerastl.metrics.image_quality import psnr
 from kerastl.vae.model import VAE, kl_per_dimension, to_unit
@@ -89,12 +90,7 @@ def evaluate_vae(run, data: str, *, split: str = "test", batch_size: int = 64,
                                labelled=bool(vae.num_classes))
     chosen = split if split in splits else "train"
     if vae.num_classes:
-        from kerastl.vae.latent import run_classes
-
-        names, found = run_classes(run), list(splits[chosen].data.class_names)
-        if names != found:
-            raise KerastlError(f"{run} is conditional on the classes {', '.join(names)}; "
-                               f"{data} has {', '.join(found)}: select the same classes")
+        check_same_classes(run, run_classes(run), data, splits[chosen].data.class_names)
     report = {"split": chosen, **elbo_report(vae, splits[chosen], batch_size, seed,
                                              iw_samples)}
     if extractor:
@@ -109,34 +105,6 @@ def evaluate_vae(run, data: str, *, split: str = "test", batch_size: int = 64,
                                f"{run} is not conditional")
         report["class_accuracy"] = class_accuracy(vae, run, classifier, seed=seed)
     return report
-
-
-def class_accuracy(vae: VAE, run, classifier_run, per_class: int = 100,
-                   seed: int = 0) -> dict:
-    """Does class c's sample look like class c? For each class of a conditional VAE, the share
-    of ``per_class`` samples that the classifier run labels as that class (classes matched by
-    name), and their mean: a model that ignores its label scores about 1 / classes."""
-    from kerastl.data.images import resize_array
-    from kerastl.serving import load_classifier
-    from kerastl.vae.latent import run_classes
-
-    names = run_classes(run)
-    classifier = load_classifier(classifier_run)
-    missing = [name for name in names if name not in classifier.class_names]
-    if missing:
-        raise KerastlError(f"the classifier {classifier_run} does not know the class(es) "
-                           f"{', '.join(missing)}; its classes are "
-                           f"{', '.join(classifier.class_names)}")
-    scores = {}
-    for index, name in enumerate(names):
-        images = vae.sample(per_class, seed + index, np.full(per_class, index))
-        images = np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
-        pixels = np.stack([resize_array(image, classifier.image_size) for image in images])
-        predicted = np.argmax(classifier.probabilities(pixels), axis=1)
-        scores[name] = round(float(np.mean([classifier.class_names[p] == name
-                                            for p in predicted])), 4)
-    return {"per_class": scores, "mean": round(float(np.mean(list(scores.values()))), 4),
-            "samples_per_class": per_class, "classifier": str(classifier_run)}
 
 
 def _nll(vae: VAE, pixels: np.ndarray, z: np.ndarray, rows=None,

@@ -14,12 +14,15 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+
+from kerastl import conditional
+from kerastl.conditional import class_index, class_labels, run_classes
 from kerastl.data.generative import generative_splits
 from kerastl.data.images import BadImage, load_image
 from kerastl.errors import DataError, KerastlError
 from kerastl.latents import lerp, slerp
 from kerastl.report import png_bytes, save_image_grid, square_grid
-from kerastl.runs import atomic_write, check_output_file, read_run_config
+from kerastl.runs import atomic_write, check_output_file
 from kerastl.vae.model import VAE
 from kerastl.vae.model import load_vae
 
@@ -48,63 +51,21 @@ def read_images(vae: VAE, files) -> np.ndarray:
     return pixels[..., :1] if channels == 1 else pixels
 
 
-def run_classes(run) -> list[str]:
-    """The class names a conditional VAE run was trained on (its ``config.json``)."""
-    record = read_run_config(run) or {}
-    names = record.get("class_names")
-    if not isinstance(names, list) or not names:
-        raise KerastlError(f"{run} is not a conditional VAE run (its config names no classes)")
-    return [str(n) for n in names]
-
-
-def class_index(names: list[str], name: str) -> int:
-    """The index of class ``name`` (a name, or an index as text) among ``names``."""
-    if str(name) in names:
-        return names.index(str(name))
-    if str(name).isdigit() and int(name) < len(names):
-        return int(name)
-    raise DataError(f"the model has no class {name!r}; its classes are {', '.join(names)}")
-
-
-def _labels(run, vae: VAE, class_name: str | None, count: int):
-    """Class indices for ``count`` images of ``class_name`` (a conditional model needs one)."""
-    if not vae.num_classes:
-        if class_name is not None:
-            raise KerastlError(f"{run} is not conditional: it takes no --class")
-        return None
-    if class_name is None:
-        raise KerastlError(f"{run} is a conditional VAE: name the images' --class "
-                           f"({', '.join(run_classes(run))})")
-    return np.full(count, class_index(run_classes(run), class_name))
-
-
 def sample(run, count: int, out, seed: int = 0, overwrite: bool = False,
            class_name: str | None = None) -> Path:
     """A grid PNG of ``count`` samples from the fixed latent batch of ``seed`` (of class
     ``class_name``; a conditional model without one cycles through its classes)."""
     vae = load_vae(run)
     path = check_output_file(out, overwrite, option="--out")
-    labels = _labels(run, vae, class_name, count) if class_name is not None else None
+    labels = class_labels(run, vae, class_name, count, required=False)
     images = vae.sample(count, seed, labels)
     return save_image_grid(square_grid(images), path, cell=max(images.shape[1], 64))
 
 
 def sample_folders(run, per_class: int, out_dir, seed: int = 0,
                    overwrite: bool = False) -> dict[str, int]:
-    """``per_class`` samples of every class of a conditional VAE as ``OUT/CLASS/NNNN.png``: a
-    data set in kerastl's folder format, ready for ``finetune``. Returns the count per class."""
-    vae = load_vae(run)
-    names = run_classes(run)
-    out = Path(out_dir)
-    paths = {name: [check_output_file(out / name / f"sample_{i:04d}.png", overwrite,
-                                      option="--out") for i in range(per_class)]
-             for name in names}
-    for index, name in enumerate(names):
-        images = vae.sample(per_class, seed + index, np.full(per_class, index))
-        (out / name).mkdir(parents=True, exist_ok=True)
-        for image, path in zip(images, paths[name]):
-            atomic_write(path, png_bytes(image))
-    return {name: per_class for name in names}
+    """:func:`kerastl.conditional.sample_folders` for the VAE of ``run``."""
+    return conditional.sample_folders(run, load_vae(run), per_class, out_dir, seed, overwrite)
 
 
 def reconstruct(run, files, out_dir, overwrite: bool = False,
@@ -113,7 +74,7 @@ def reconstruct(run, files, out_dir, overwrite: bool = False,
     originals above reconstructions as ``OUT/reconstructions.png``."""
     vae = load_vae(run)
     images = read_images(vae, files)
-    labels = _labels(run, vae, class_name, len(images))
+    labels = class_labels(run, vae, class_name, len(images))
     return _write(files, images, vae.reconstruct(images, labels), out_dir, overwrite,
                   "reconstructions.png")
 

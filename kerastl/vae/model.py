@@ -24,6 +24,7 @@ import numpy as np
 from kerastl import blocks
 from kerastl._tf import keras_module, tensorflow
 from kerastl.errors import KerastlError
+from kerastl.conditional import class_rows
 from kerastl.latents import prior_latents
 from kerastl.runs import VAE_JOBS, load_run_model
 from kerastl.vae.config import IMAGE_SIZES, LIKELIHOODS
@@ -59,11 +60,7 @@ def build_decoder(image_size: int = 32, channels: int = 1, latent_dim: int = 32,
                   width: int = 32, num_classes: int = 0):
     """``z -> the generator's up blocks -> logits`` (the DCGAN's generator without tanh);
     with ``num_classes``, a one-hot ``label`` is concatenated to ``z``."""
-    latents = keras.Input((latent_dim,), name="latent")
-    x, inputs = latents, latents
-    if num_classes:
-        label = keras.Input((num_classes,), name="label")
-        x, inputs = layers.Concatenate(name="with_label")([latents, label]), [latents, label]
+    inputs, x = blocks.latent_input(latent_dim, num_classes)
     x = blocks.up_trunk(x, image_size, width, sizes=IMAGE_SIZES)
     logits = layers.Conv2D(channels, 3, padding="same", dtype="float32", name="to_image")(x)
     return keras.Model(inputs, logits, name="decoder")
@@ -179,20 +176,8 @@ class VAE(keras.Model):
         return prior_latents(count, self.latent_dim, seed)
 
     def one_hot(self, labels, count: int) -> np.ndarray | None:
-        """One-hot rows for class indices (or rows given already, such as a blend of two
-        classes); None for an unconditional model. A conditional model given no labels cycles
-        through its classes."""
-        if not self.num_classes:
-            return None
-        if labels is None:
-            labels = np.arange(count) % self.num_classes
-        labels = np.asarray(labels)
-        if labels.ndim == 2:
-            return labels.astype(np.float32)
-        if labels.min() < 0 or labels.max() >= self.num_classes:
-            raise KerastlError(f"class indices run from 0 to {self.num_classes - 1}. "
-                               f"Received: {sorted(set(labels.tolist()))}")
-        return np.eye(self.num_classes, dtype=np.float32)[labels]
+        """One-hot rows for ``labels`` (:func:`kerastl.conditional.class_rows`)."""
+        return class_rows(labels, count, self.num_classes)
 
     def encode(self, images: np.ndarray, labels=None,
                batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
