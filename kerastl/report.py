@@ -96,7 +96,9 @@ def save_image_grid(rows: Sequence[Sequence[np.ndarray]], path: Path, *, cell: i
     draw = ImageDraw.Draw(grid)
     for r, row in enumerate(rows):
         for c, image in enumerate(row):
-            tile = Image.fromarray(np.asarray(image, np.uint8)).convert("RGB")
+            pixels = np.asarray(image, np.uint8)
+            pixels = pixels[..., 0] if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels
+            tile = Image.fromarray(pixels).convert("RGB")
             scale = cell / max(tile.size)
             tile = tile.resize((max(1, round(tile.width * scale)),
                                 max(1, round(tile.height * scale))),
