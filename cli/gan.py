@@ -27,7 +27,13 @@ def gan_training_options(command):
     for option in reversed([
         click.option("--epochs", type=click.IntRange(min=1), default=GAN["epochs"]),
         click.option("--steps-per-epoch", type=click.IntRange(min=1),
-                     help="Steps per epoch [default: one pass over the images]."),
+                     help="Steps per epoch [default: one pass over the images, or "
+                          "--min-epoch-images if a pass is shorter]."),
+        click.option("--min-epoch-images", type=click.IntRange(min=0),
+                     default=GAN["min_epoch_images"],
+                     help="A small folder's epoch still shows D and G this many images "
+                          "(a DCGAN needs hundreds of steps before its samples differ; 0: one "
+                          "pass)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=GAN["batch_size"]),
         click.option("--d-lr", type=RATE, default=GAN["d_lr"], help="Discriminator Adam rate."),
         click.option("--g-lr", type=RATE, default=GAN["g_lr"], help="Generator Adam rate."),

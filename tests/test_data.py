@@ -182,7 +182,7 @@ def test_every_consumer_of_a_split_works_on_a_streamed_one(image_folder, monkeyp
 
     reads.clear()
     gan = train_gan(str(image_folder), image_size=32, width=8, latent_dim=16, epochs=1,
-                    batch_size=8, runs_dir=str(tmp_path), name="gan", verbose=0)
+                    batch_size=8, min_epoch_images=0, runs_dir=str(tmp_path), name="gan", verbose=0)
     assert len(gan.history) == 1 and reads.count(8) >= 4  # 36 images: 4 whole batches
 
     reads.clear()

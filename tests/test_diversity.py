@@ -61,6 +61,18 @@ def test_collapse_watch_logs_the_figure_and_warns_once(caplog, monkeypatch):
     assert logs["diversity"] == pytest.approx(0.0, abs=1e-9)
     warnings = [r.getMessage() for r in caplog.records if "collapsed" in r.getMessage()]
     assert len(warnings) == 1 and "epoch 1" in warnings[0] and "try X" in warnings[0]
+    early = CollapseWatch(np.zeros((16, 4)), real, "try X", min_steps=10)
+    early.set_model(_Generator(np.repeat(real[:1], 16, axis=0)))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="kerastl"):
+        early.on_epoch_begin(0)
+        early.on_train_batch_end(4)
+        early.on_epoch_end(0, {})  # 5 steps: an untrained generator's samples are alike
+        assert not caplog.records
+        early.on_epoch_begin(1)
+        early.on_train_batch_end(4)
+        early.on_epoch_end(1, {})  # 10 steps
+    assert len(caplog.records) == 1 and "epoch 2" in caplog.records[0].getMessage()
     healthy = CollapseWatch(np.zeros((16, 4)), real, "try X")
     healthy.set_model(_Generator(shapes(16, seed=2)))
     caplog.clear()

@@ -199,6 +199,17 @@ def test_discriminator_blocks_seeded_from_a_small_backbone_classifier(trained_ru
                                   backbone.get_layer("block2_conv2").get_weights()[0])
 
 
+def test_a_small_folders_gan_epoch_still_shows_min_epoch_images():
+    from kerastl.gan.config import GanConfig
+    from kerastl.gan.train import _steps_per_epoch
+
+    config = GanConfig(data="x", batch_size=64, min_epoch_images=10_000)
+    assert _steps_per_epoch(config, 2_459) == 157  # 38 steps a pass: 10,000 images instead
+    assert _steps_per_epoch(config, 20_000) is None  # a pass is long enough: one pass
+    assert _steps_per_epoch(GanConfig(data="x", min_epoch_images=0), 100) is None
+    assert _steps_per_epoch(GanConfig(data="x", steps_per_epoch=7), 100) == 7
+
+
 def test_gan_run_directory(gan_run):
     import json
 
@@ -221,7 +232,8 @@ def test_gan_finetune_with_freeze_d_keeps_the_frozen_blocks(gan_run, tmp_path):
 
     source = load_gan(gan_run).discriminator.get_layer("block1_conv1").get_weights()[0]
     result = finetune_gan(gan_run, "sample", classes="9", limit=40, freeze_d=1, epochs=1,
-                          batch_size=8, runs_dir=str(tmp_path), name="adapted", verbose=0)
+                          batch_size=8, min_epoch_images=0, runs_dir=str(tmp_path),
+                          name="adapted", verbose=0)
     adapted = result.gan.discriminator
     np.testing.assert_array_equal(adapted.get_layer("block1_conv1").get_weights()[0], source)
     assert result.gan.policy == ("color", "translation", "cutout")  # auto: every policy

@@ -20,7 +20,7 @@ def conditional_gan_run(tmp_path_factory) -> Path:
 
     folder = write_class_folder(tmp_path_factory.mktemp("cgan_data") / "images", per_class=12)
     result = train_gan(str(folder), image_size=32, width=8, latent_dim=16, epochs=1,
-                       batch_size=8, conditional=True,
+                       batch_size=8, conditional=True, min_epoch_images=0,
                        runs_dir=str(tmp_path_factory.mktemp("cgan")), name="cgan", verbose=0)
     return Path(result.run_dir)
 

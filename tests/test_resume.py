@@ -38,7 +38,7 @@ TRAINERS = {
     "gan": (lambda data, runs: [
         sys.executable, "-m", "kerastl_cli", "gan", "train", str(data), "--image-size", "32",
         "--width", "8", "--latent-dim", "8", "--epochs", "6", "--batch-size", "4",
-        "--runs-dir", str(runs), "--name", "killed"],
+        "--min-epoch-images", "0", "--runs-dir", str(runs), "--name", "killed"],
         lambda run: ["gan", "resume", str(run)]),
     "vae": (lambda data, runs: [
         sys.executable, "-m", "kerastl_cli", "vae", "train", str(data), "--image-size", "32",

@@ -189,21 +189,31 @@ class CollapseWatch(keras.callbacks.Callback):
     """After each epoch, the diversity of a fixed sample batch against real images'
     (:func:`kerastl.metrics.diversity.diversity_ratio`) as the ``diversity`` figure of the
     epoch (into ``history.csv``; this callback runs before the history's), and one warning,
-    the first epoch it falls below :data:`~kerastl.metrics.diversity.COLLAPSE_BELOW`, that
+    the first epoch it is below :data:`~kerastl.metrics.diversity.COLLAPSE_BELOW` after at
+    least ``min_steps`` training steps (an untrained generator's samples are all alike), that
     says what to try (``advice``)."""
 
-    def __init__(self, latents: np.ndarray, real: np.ndarray, advice: str):
+    def __init__(self, latents: np.ndarray, real: np.ndarray, advice: str,
+                 min_steps: int = 0):
         super().__init__()
         self.latents, self.real, self.advice = latents, real, advice
+        self.min_steps, self.steps, self.epoch_steps = min_steps, 0, 0
         self.warned = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.epoch_steps = batch + 1  # Keras gives the last step's index (several per call)
 
     def on_epoch_end(self, epoch, logs=None):
         from kerastl.metrics.diversity import COLLAPSE_BELOW, diversity_ratio
 
+        self.steps += self.epoch_steps
         ratio = diversity_ratio(self.model.generate(self.latents), self.real)
         if logs is not None:
             logs["diversity"] = ratio
-        if ratio < COLLAPSE_BELOW and not self.warned:
+        if ratio < COLLAPSE_BELOW and self.steps >= self.min_steps and not self.warned:
             self.warned = True
             log.warning("samples look collapsed after epoch %d: their diversity is %.2f of the "
                         "real images' (below %.2f); %s", epoch + 1, ratio, COLLAPSE_BELOW,

@@ -1,0 +1,127 @@
+"""VAE transfer to 100 images: pretrain kerastl's VAE on 9 Fashion-MNIST classes, adapt it to
+the 10th, against the same VAE from scratch on those 100 images at the same budget.
+
+Per seed:
+  source        ``train_vae`` on classes 0-8 (every training image), ``--source-epochs``
+  adapted       ``finetune_vae(source)`` on 100 training images of ``--target-class``
+  scratch       ``train_vae`` on the same 100 images, same epochs and batch
+  encoder_from  ``train_vae(encoder_from=CLS)``: scratch, its encoder's blocks seeded from a
+                kerastl_small classifier of classes 0-8 (recognition -> generation)
+
+(every run on the 100 images holds out 10% of them to pick its epoch, as the VAE's default.)
+Scored on the target class's 1,000 test images: test negative ELBO (nats per image, one
+posterior sample) and domain FID/KID of 1,000 samples on the pooled features of a kerastl_small
+classifier of all ten classes (``--extractor RUN``, or one trained here). The issue's targets:
+adapted -ELBO at least 10% lower than scratch's, adapted FID at most 0.5x scratch's.
+
+    python benchmarks/vae_transfer.py [--seeds 0 1 2] [--epochs 60] [--runs DIR]
+
+Needs Fashion-MNIST (``apt-get install dataset-fashion-mnist``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+SIZE = 28
+SOURCE = "0-8"
+SCORED = 1000
+
+
+def classifier(runs: str, classes: str | None, name: str) -> str:
+    import kerastl
+
+    result = kerastl.finetune("fashion_mnist", backbone="kerastl_small", weights="none",
+                              image_size=32, frozen_epochs=0, finetune_epochs=3, lr=2e-3,
+                              batch_size=128, augment="none", classes=classes, runs_dir=runs,
+                              name=name, verbose=0)
+    print(f"{name}: kerastl_small on classes {classes or 'all'}, test accuracy "
+          f"{result.metrics['test']['accuracy']:.3f}", flush=True)
+    return str(result.run_dir)
+
+
+def runs_for_seed(args, runs: str, seed: int, encoder_source: str) -> dict[str, tuple]:
+    from kerastl.vae import finetune_vae, train_vae
+
+    target = dict(classes=str(args.target_class), per_class=100, epochs=args.epochs,
+                  batch_size=args.batch_size, seed=seed, runs_dir=runs, verbose=0)
+    timed = {}
+    started = time.perf_counter()
+    source = train_vae("fashion_mnist", image_size=SIZE, classes=SOURCE,
+                       epochs=args.source_epochs, seed=seed, runs_dir=runs,
+                       name=f"source_s{seed}", verbose=0)
+    print(f"seed {seed}: source trained in {time.perf_counter() - started:.0f} s", flush=True)
+    settings = {
+        "adapted": lambda: finetune_vae(source.run_dir, "fashion_mnist",
+                                        name=f"adapted_s{seed}", **target),
+        "scratch": lambda: train_vae("fashion_mnist", image_size=SIZE,
+                                     name=f"scratch_s{seed}", **target),
+        "encoder_from": lambda: train_vae("fashion_mnist", image_size=SIZE,
+                                          encoder_from=encoder_source,
+                                          name=f"encoder_from_s{seed}", **target),
+    }
+    for name, train in settings.items():
+        started = time.perf_counter()
+        try:
+            timed[name] = (train().run_dir, time.perf_counter() - started)
+        except Exception as exc:  # report either way, as the issue asks
+            print(f"seed {seed}: {name} failed: {exc}", flush=True)
+    return timed
+
+
+def score(run, target_class: int, extractor: str, seed: int) -> dict:
+    from kerastl.vae.evaluate import evaluate_vae
+
+    report = evaluate_vae(run, "fashion_mnist", classes=str(target_class), iw_samples=0,
+                          extractor=extractor, samples=SCORED, seed=seed)
+    return {"neg_elbo": report["neg_elbo"], "fid": report["fid_kid"]["fid"],
+            "kid": report["fid_kid"]["kid"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--source-epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=60,
+                        help="epochs on the 100 target images (90 train at batch 16: 5 steps)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--target-class", type=int, default=9)
+    parser.add_argument("--extractor", help="a kerastl classifier run of all ten classes")
+    parser.add_argument("--encoder-from", help="a kerastl_small classifier run of classes 0-8")
+    parser.add_argument("--runs", help="keep runs here (default: a temporary folder)")
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    print(f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        runs = args.runs or scratch
+        extractor = args.extractor or classifier(runs, None, "extractor")
+        encoder_source = args.encoder_from or classifier(runs, SOURCE, "source_classifier")
+        for seed in args.seeds:
+            for name, (run, seconds) in runs_for_seed(args, runs, seed, encoder_source).items():
+                rows.append((name, seed, score(run, args.target_class, extractor, seed), seconds))
+                print(rows[-1], flush=True)
+    print("\n| setting | seed | test -ELBO (nats) | domain FID | domain KID | train s |\n"
+          "| --- | --- | --- | --- | --- | --- |")
+    for name, seed, figures, seconds in rows:
+        print(f"| {name} | {seed} | {figures['neg_elbo']:.2f} | {figures['fid']:.2f} | "
+              f"{figures['kid']:.4f} | {seconds:.0f} |")
+    for name in dict.fromkeys(row[0] for row in rows):
+        chosen = [row[2] for row in rows if row[0] == name]
+        print(f"| {name} | mean | {np.mean([f['neg_elbo'] for f in chosen]):.2f} | "
+              f"{np.mean([f['fid'] for f in chosen]):.2f} | "
+              f"{np.mean([f['kid'] for f in chosen]):.4f} | |")
+
+
+if __name__ == "__main__":
+    main()
