@@ -32,18 +32,6 @@ import numpy as np  # noqa: E402
 PER_CLASS = 100
 
 
-def train_classifier(runs: str) -> str:
-    import kerastl
-
-    result = kerastl.finetune("fashion_mnist", backbone="kerastl_small", weights="none",
-                              image_size=32, frozen_epochs=0, finetune_epochs=3, lr=2e-3,
-                              batch_size=128, augment="none", runs_dir=runs, name="classifier",
-                              verbose=0)
-    print(f"classifier: kerastl_small, test accuracy "
-          f"{result.metrics['test']['accuracy']:.3f}", flush=True)
-    return str(result.run_dir)
-
-
 def train_models(runs: str, epochs: int, seed: int) -> dict[str, tuple[str, float]]:
     from kerastl.gan.train import train_gan
     from kerastl.vae import train_vae
@@ -82,6 +70,8 @@ def main() -> None:
 
     import tensorflow as tf
 
+    from dcgan_fashion import train_extractor  # this folder's script
+
     from kerastl.conditional import class_accuracy
     from kerastl.gan.dcgan import load_gan
     from kerastl.vae.model import load_vae
@@ -89,7 +79,7 @@ def main() -> None:
     print(f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         runs = args.runs or scratch
-        classifier = args.classifier or train_classifier(runs)
+        classifier = args.classifier or train_extractor(runs, name="classifier")
         results = []
         for name, (run, seconds) in train_models(runs, args.epochs, args.seed).items():
             model = (load_gan if "DCGAN" in name else load_vae)(run)

@@ -170,12 +170,14 @@ def quality_curve(args, extractor_run: str, runs: str):
     return scorer.rows
 
 
-def train_extractor(runs: str) -> str:
+def train_extractor(runs: str, classes: str | None = None, name: str = "extractor") -> str:
+    """A kerastl_small classifier of Fashion-MNIST (``classes``, default all ten), from
+    scratch: the domain extractor and held-out judge the generation benchmarks share."""
     result = kerastl.finetune("fashion_mnist", backbone="kerastl_small", weights="none",
                               image_size=32, frozen_epochs=0, finetune_epochs=3, lr=2e-3,
-                              batch_size=128, augment="none", runs_dir=runs, name="extractor",
-                              verbose=0)
-    print(f"domain extractor: kerastl_small, test accuracy "
+                              batch_size=128, augment="none", classes=classes, runs_dir=runs,
+                              name=name, verbose=0)
+    print(f"{name}: kerastl_small on classes {classes or 'all'}, test accuracy "
           f"{result.metrics['test']['accuracy']:.3f}", flush=True)
     return str(result.run_dir)
 

@@ -36,18 +36,6 @@ SOURCE = "0-8"
 SCORED = 1000
 
 
-def classifier(runs: str, classes: str | None, name: str) -> str:
-    import kerastl
-
-    result = kerastl.finetune("fashion_mnist", backbone="kerastl_small", weights="none",
-                              image_size=32, frozen_epochs=0, finetune_epochs=3, lr=2e-3,
-                              batch_size=128, augment="none", classes=classes, runs_dir=runs,
-                              name=name, verbose=0)
-    print(f"{name}: kerastl_small on classes {classes or 'all'}, test accuracy "
-          f"{result.metrics['test']['accuracy']:.3f}", flush=True)
-    return str(result.run_dir)
-
-
 def runs_for_seed(args, runs: str, seed: int, encoder_source: str) -> dict[str, tuple]:
     from kerastl.vae import finetune_vae, train_vae
 
@@ -100,13 +88,14 @@ def main() -> None:
     args = parser.parse_args()
 
     import tensorflow as tf
+    from dcgan_fashion import train_extractor  # this folder's script
 
     print(f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         runs = args.runs or scratch
-        extractor = args.extractor or classifier(runs, None, "extractor")
-        encoder_source = args.encoder_from or classifier(runs, SOURCE, "source_classifier")
+        extractor = args.extractor or train_extractor(runs)
+        encoder_source = args.encoder_from or train_extractor(runs, SOURCE, "source_classifier")
         for seed in args.seeds:
             for name, (run, seconds) in runs_for_seed(args, runs, seed, encoder_source).items():
                 rows.append((name, seed, score(run, args.target_class, extractor, seed), seconds))
