@@ -37,6 +37,7 @@ def gan(data, runs_dir):
     from kerastl.gan.train import train_gan
 
     result = train_gan(data, image_size=32, width=8, latent_dim=16, epochs=2, batch_size=8,
+                       min_epoch_images=0,
                        strategy="multiworker", runs_dir=runs_dir, name="gan", verbose=0)
     return result.run_dir, result.gan.generator.get_weights() + \
         result.gan.discriminator.get_weights()
