@@ -9,8 +9,8 @@ domain FID and KID on the pooled features of a kerastl Fashion-MNIST classifier
 samples from the EMA generator.
 
 Settings, each ``--steps`` steps at batch ``--batch-size``:
-  scratch             a new GAN on the 100 images (DiffAugment on: kerastl's default
-                      below 1,000 images)
+  scratch             a new GAN on the 100 images (adaptive DiffAugment: kerastl's
+                      default; DiffAugment on every image before 2026-12-01)
   finetune            the source GAN, plain (no DiffAugment, nothing frozen)
   finetune+freezed+da the source GAN, lowest ``--freeze-d`` D blocks frozen, DiffAugment
   finetune+d_from_clf the source GAN with D's blocks seeded from a kerastl_small
@@ -89,8 +89,8 @@ def main() -> None:
         source = train_gan("fashion_mnist", classes=source_classes,
                            limit=args.source_images * 9,
                            width=args.width, epochs=args.source_epochs,
-                           batch_size=64, seed=args.seed, runs_dir=runs, name="source",
-                           overwrite=True, verbose=0)
+                           batch_size=64, min_epoch_images=0, seed=args.seed, runs_dir=runs,
+                           name="source", overwrite=True, verbose=0)
         print(f"source GAN: {source.metrics['train_seconds']:.0f} s", flush=True)
         real = reference_images(args.target_class, args.seed, args.target_images)
         common = dict(classes=str(args.target_class), limit=args.target_images,
