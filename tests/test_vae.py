@@ -143,7 +143,7 @@ def test_a_vae_run_has_every_runs_files_and_picks_its_epoch_by_validation_elbo(v
         rows = list(csv.DictReader(handle))
     best = min(range(len(rows)), key=lambda i: (float(rows[i]["val_neg_elbo"]), -i))
     assert metrics["best_epoch"] == best + 1
-    assert {"kl", "nll", "active_dims", "val_neg_elbo"} <= set(rows[0])
+    assert {"kl", "nll", "active_dims", "val_neg_elbo", "diversity"} <= set(rows[0])
 
 
 def test_editing_by_amount_zero_is_the_reconstruction(vae_run, colour_folder, tmp_path):

@@ -47,6 +47,14 @@ def generative_splits(spec: str, size: int, *, seed: int, channels: int | None =
             if split is not None and len(split)}
 
 
+def sample_images(images: GenerativeImages, count: int, seed: int) -> np.ndarray:
+    """Up to ``count`` of the images (the channels the model sees), drawn with ``seed``: the
+    real images a model's samples are read against."""
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(images), min(count, len(images)), replace=False))
+    return np.asarray(images.data.images[chosen])[..., :images.channels]
+
+
 def all_gray(images) -> bool:
     """Whether the first images are gray (R = G = B)."""
     sample = np.asarray(images[:256])

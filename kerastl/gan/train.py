@@ -13,10 +13,9 @@ import logging
 import math
 from pathlib import Path
 
-import numpy as np
-
 from kerastl._tf import keras_module, tensorflow
-from kerastl.data.generative import GenerativeImages, generative_splits, image_batches
+from kerastl.data.generative import GenerativeImages, generative_splits, image_batches, \
+    sample_images
 from kerastl.distribute import synchronize_batchnorm, worker_run_dir
 from kerastl.engine import start_run
 from kerastl.errors import KerastlError, RunDirError
@@ -31,15 +30,13 @@ from kerastl.runs import CONFIG_FILE, GAN_JOBS, HISTORY_FILE, METRICS_FILE, MODE
 from kerastl.settings import from_settings
 from kerastl.engine.checkpoint import TrainingState, truncate_history
 from kerastl.engine.callbacks import CollapseWatch, SampleGrid
+from kerastl.metrics.diversity import COLLAPSE_MIN_STEPS
 from kerastl.engine.phases import PhaseEngine, PhaseSetup, Stage
 
 keras = keras_module()
 log = logging.getLogger("kerastl")
 
 GRID_SAMPLES = 64
-#: Steps before alike samples count as collapse: an untrained generator's all look alike
-#: (measured: diversity 0.06-0.12 of the real images' after 38-156 steps, 0.88-1.0 after 312).
-COLLAPSE_MIN_STEPS = 300
 #: What the collapse warning suggests.
 COLLAPSE_ADVICE = ("try more augmentation (a lower --ada-target, or --ada-target 0), "
                    "--spectral-norm, or a lower --d-lr")
@@ -184,7 +181,9 @@ def _fit(config: GanConfig, strategy, gan: DCGAN, run: RunDir, images: Generativ
         latents = gan.latents(GRID_SAMPLES, config.seed)
         plan = PhaseSetup(gan, dataset.repeat() if steps_per_epoch else dataset,
                           callbacks=[SampleGrid(run, latents),
-                                     CollapseWatch(latents, _real_sample(images, config.seed),
+                                     CollapseWatch(latents,
+                                                   sample_images(images, GRID_SAMPLES,
+                                                                 config.seed),
                                                    COLLAPSE_ADVICE, COLLAPSE_MIN_STEPS),
                                      *callbacks],
                           steps_per_epoch=steps_per_epoch)
@@ -216,14 +215,6 @@ def _steps_per_epoch(config: GanConfig, count: int) -> int | None:
     log.info("an epoch is %d steps (%d images, --min-epoch-images): one pass over %d images "
              "is %d", wanted, wanted * config.batch_size, count, one_pass)
     return wanted
-
-
-def _real_sample(images: GenerativeImages, seed: int) -> np.ndarray:
-    """Up to :data:`GRID_SAMPLES` training images (the channels the model sees): the
-    diversity the samples are read against."""
-    rng = np.random.default_rng(seed)
-    chosen = np.sort(rng.choice(len(images), min(GRID_SAMPLES, len(images)), replace=False))
-    return np.asarray(images.data.images[chosen])[..., :images.channels]
 
 
 def _build(config: GanConfig, source: DCGAN | None, size: int, channels: int,

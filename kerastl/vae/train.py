@@ -17,13 +17,15 @@ import numpy as np
 
 from kerastl._tf import keras_module, tensorflow
 from kerastl.blocks import seed_from_run
-from kerastl.data.generative import GenerativeImages, generative_splits, image_batches
+from kerastl.data.generative import GenerativeImages, generative_splits, image_batches, \
+    sample_images
 from kerastl.distribute import synchronize_batchnorm, worker_run_dir
 from kerastl.engine import start_run
-from kerastl.engine.callbacks import SampleGrid
+from kerastl.engine.callbacks import CollapseWatch, SampleGrid
 from kerastl.engine.checkpoint import TrainingState, read_resumable
 from kerastl.engine.phases import PhaseEngine, PhaseSetup, Stage
 from kerastl.errors import KerastlError
+from kerastl.metrics.diversity import COLLAPSE_MIN_STEPS
 from kerastl.report import save_image_grid, square_grid
 from kerastl.runs import CONFIG_FILE, METRICS_FILE, VAE_JOBS, RunDir, default_run_name, \
     run_path, versions
@@ -34,6 +36,9 @@ keras = keras_module()
 log = logging.getLogger("kerastl")
 
 GRID_SAMPLES = 64
+#: What the collapse warning suggests for a VAE: its samples all alike means the decoder is
+#: ignoring the latent (posterior collapse).
+COLLAPSE_ADVICE = "the decoder may be ignoring the latent: try --kl-warmup 5 or a lower --beta"
 #: The name of a VAE run's one stage in its history.
 STAGE = "train"
 #: The figure that picks the kept epoch: the validation negative ELBO (KL weight 1).
@@ -162,9 +167,12 @@ def _fit(config: VaeConfig, strategy, vae: VAE, run: RunDir,
     engine = PhaseEngine(run, vae, monitor=MONITOR if val else None, mode="min",
                          patience=config.patience, resume=resume, verbose=config.verbose,
                          learning_rate_column=True)
+    latents = vae.latents(GRID_SAMPLES, config.seed)
     plan = PhaseSetup(vae, batches, validation, callbacks=[
         KLWarmup(config.beta, config.kl_warmup),
-        SampleGrid(run, vae.latents(GRID_SAMPLES, config.seed)),
+        SampleGrid(run, latents),
+        CollapseWatch(latents, sample_images(train, GRID_SAMPLES, config.seed),
+                      COLLAPSE_ADVICE, COLLAPSE_MIN_STEPS),
         ReconstructionGrid(run, fixed, fixed_labels), *callbacks])
     with strategy.scope():
         fitted = engine.fit([Stage(STAGE, config.epochs)], lambda *_: plan)
