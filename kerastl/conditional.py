@@ -76,6 +76,7 @@ def sample_folders(run, model, per_class: int, out_dir, seed: int = 0,
     ``OUT/CLASS/sample_NNNN.png``: a data set in kerastl's folder format, ready for
     ``finetune``. Every path is checked before anything is written. Returns the count per
     class."""
+    require_conditional(run, model, "--per-class")
     names = run_classes(run)
     out = Path(out_dir)
     paths = {name: [check_output_file(out / name / f"sample_{i:04d}.png", overwrite,
@@ -97,6 +98,7 @@ def class_accuracy(model, run, classifier_run, per_class: int = 100, seed: int =
     from kerastl.data.images import resize_array
     from kerastl.serving import load_classifier
 
+    require_conditional(run, model, "--classifier")
     names = run_classes(run)
     classifier = load_classifier(classifier_run)
     missing = [name for name in names if name not in classifier.class_names]
@@ -114,6 +116,13 @@ def class_accuracy(model, run, classifier_run, per_class: int = 100, seed: int =
                                             for p in predicted])), 4)
     return {"per_class": scores, "mean": round(float(np.mean(list(scores.values()))), 4),
             "samples_per_class": per_class, "classifier": str(classifier_run)}
+
+
+def require_conditional(run, model, option: str) -> None:
+    """One line when ``option`` (which needs classes) meets an unconditional model."""
+    if not model.num_classes:
+        raise KerastlError(f"{option} needs a conditional model (trained with --conditional); "
+                           f"{run} is not conditional")
 
 
 def check_same_classes(run, names: list[str], data: str, found) -> None:

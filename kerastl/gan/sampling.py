@@ -57,11 +57,7 @@ def interpolate(run: str | Path, out: str | Path, steps: int = 10, rows: int = 4
 def sample_folders(run: str | Path, per_class: int, out_dir, seed: int = 0,
                    overwrite: bool = False) -> dict[str, int]:
     """:func:`kerastl.conditional.sample_folders` for the conditional GAN of ``run``."""
-    gan = load_gan(run)
-    if not gan.num_classes:
-        raise KerastlError(f"{run} is not conditional: --per-class needs a GAN trained with "
-                           "--conditional")
-    return conditional.sample_folders(run, gan, per_class, out_dir, seed, overwrite)
+    return conditional.sample_folders(run, load_gan(run), per_class, out_dir, seed, overwrite)
 
 
 def evaluate(run: str | Path, real: str | None, count: int = 2048,
@@ -76,9 +72,6 @@ def evaluate(run: str | Path, real: str | None, count: int = 2048,
     if real is not None:
         report.update(_fid_kid(gan, real, count, extractor, seed, classes, per_class, limit))
     if classifier:
-        if not gan.num_classes:
-            raise KerastlError("--classifier scores a conditional model's samples by class; "
-                               f"{run} is not conditional")
         report["class_accuracy"] = conditional.class_accuracy(gan, run, classifier, seed=seed)
     if not report:
         raise KerastlError("nothing to evaluate: give --real (FID/KID), or --classifier for a "
