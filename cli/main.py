@@ -30,10 +30,14 @@ class KerastlGroup(click.Group):
 
     def invoke(self, ctx):
         set_current_run(None)
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        _SIGNALLED.clear()
+        previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         _start_signal_watchdog()
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            if _SIGNALLED:  # the interrupt was raised where Python drops it (a finalizer)
+                raise Terminated() if _SIGNALLED[0] == signal.SIGTERM else KeyboardInterrupt()
+            return result
         except KerastlError as error:
             _fail(str(error))
         except KeyboardInterrupt as interrupt:
@@ -44,11 +48,19 @@ class KerastlGroup(click.Group):
                 raise
             _fail(str(full))
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
+#: Signals received during the current command, in order.
+_SIGNALLED: list[int] = []
+
+
+def _on_signal(signum, frame):
+    """Ctrl-C or SIGTERM: remembered (Python drops an exception raised inside a finalizer, and
+    a command whose interrupt was dropped must still not end as a success), then raised."""
+    _SIGNALLED.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 #: Seconds the main thread has, after SIGTERM or Ctrl-C, to end cleanly before the watchdog
