@@ -21,13 +21,10 @@ from kerastl.serving import PRIMARY, Classifier, load_classifier
 
 
 def evaluate_heads(model, data: ImageSet, heads: list, split: str, batch_size: int = 64) -> dict:
-    """Report of a Keras model on ``data``: the primary head, plus ``heads`` per extra head.
-
-    ``predict`` rather than ``predict_on_batch``: under a multi-replica strategy the
-    latter returns every replica's copy of a batch."""
+    """Report of a Keras model on ``data``: the primary head, plus ``heads`` per extra head."""
     from kerastl.data.pipeline import make_dataset
 
-    outputs = model.predict(make_dataset(data, batch_size), verbose=0)
+    outputs = predictions(model, make_dataset(data, batch_size))
     if not heads:
         return classification_report(data.labels, outputs, data.class_names, split)
     report = classification_report(data.labels, outputs[PRIMARY], data.class_names, split)
@@ -35,6 +32,24 @@ def evaluate_heads(model, data: ImageSet, heads: list, split: str, batch_size: i
         np.asarray(head.lookup)[data.labels], outputs[head.name], list(head.class_names), split)
         for head in heads}
     return report
+
+
+def predictions(model, dataset):
+    """``model``'s outputs (an array, or a dict of them) over the batches of ``dataset``,
+    through one traced forward pass.
+
+    Not ``model.predict``: for a model compiled with ``steps_per_execution`` N, Keras 3 traces
+    the network N times into one graph (measured: 20 s before the first result for
+    MobileNetV3Small compiled with N=10, against 5 s at N=1 and 3.5 s here). Not
+    ``predict_on_batch`` either: under a multi-replica strategy that returns every replica's
+    copy of a batch. A forward pass in inference mode needs no replica context."""
+    import keras
+    from kerastl._tf import tensorflow
+
+    forward = tensorflow().function(lambda images: model(images, training=False),
+                                    reduce_retracing=True)
+    batches = [keras.tree.map_structure(np.asarray, forward(images)) for images, _ in dataset]
+    return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *batches)
 
 
 def evaluate(model: str | Path, data: str, batch_size: int = 64,

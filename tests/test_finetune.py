@@ -132,6 +132,44 @@ def test_a_tie_in_validation_accuracy_keeps_the_later_epoch(tmp_path):
     assert float(kept.layers[0].bias.numpy()[0]) == 3.0
 
 
+def test_the_kept_epoch_is_put_back_into_the_trained_model(tmp_path):
+    """The final evaluation uses the trained model itself with the kept epoch's weights:
+    from memory, or from model.keras when that epoch ran before a resume."""
+    import keras
+
+    from kerastl.runs import RunDir
+    from kerastl.engine.callbacks import BestModelSaver
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    (tmp_path / "run").mkdir()
+    saver = BestModelSaver(RunDir(tmp_path / "run"), model)
+    for epoch, accuracy in enumerate([0.5, 0.9, 0.7]):
+        model.layers[0].bias.assign([float(epoch)])
+        saver.on_epoch_end(epoch, {"val_accuracy": accuracy})
+    saver.restore_best()
+    assert float(model.layers[0].bias.numpy()[0]) == 1.0
+    model.layers[0].bias.assign([7.0])
+    resumed = BestModelSaver(RunDir(tmp_path / "run"), model)  # nothing kept in memory
+    resumed.restore_best()
+    assert float(model.layers[0].bias.numpy()[0]) == 1.0
+
+
+def test_the_final_figures_are_those_of_the_kept_model_file(tmp_path):
+    """metrics.json comes from the in-memory model with the best weights put back; the
+    model.keras a user takes away must score the same."""
+    from kerastl.inference import evaluate_heads
+    from kerastl.runs import MODEL_FILE, load_keras_model
+
+    result = kerastl.finetune("sample", weights=str(SAMPLE_BACKBONE_DIR), backbone=None,
+                              classes="5-9", per_class=6, image_size=32, frozen_epochs=2,
+                              finetune_epochs=2, batch_size=8, lr=0.05, select="loss",
+                              runs_dir=str(tmp_path), name="kept", verbose=0)
+    kept = load_keras_model(result.run_dir / MODEL_FILE)
+    for split in ("val", "test"):
+        data = getattr(result.data, split)
+        assert evaluate_heads(kept, data, [], split) == result.metrics[split]
+
+
 def test_select_loss_keeps_the_epoch_of_lowest_validation_loss(tmp_path):
     """With a few validation images accuracy moves in coarse steps; --select loss picks on
     the validation loss instead, through every phase, and early stopping follows it."""

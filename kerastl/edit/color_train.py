@@ -27,8 +27,8 @@ from kerastl.engine.callbacks import FittedPhases
 from kerastl.engine.checkpoint import TrainingState, read_resumable
 from kerastl.engine.phases import PhaseEngine, PhaseSetup
 from kerastl.report import plot_history, save_image_grid
-from kerastl.runs import COLOR_JOB, CONFIG_FILE, METRICS_FILE, MODEL_FILE, RunDir, \
-    default_run_name, load_keras_model, run_path, versions
+from kerastl.runs import COLOR_JOB, CONFIG_FILE, METRICS_FILE, RunDir, default_run_name, \
+    run_path, versions
 from kerastl.transfer.model import ResolvedBackbone, backbone_of_run, resolve_backbone
 from kerastl.transfer.rates import make_optimizer, make_schedule
 from kerastl.transfer.schedule import Phase, apply_phase, plan_phases
@@ -106,6 +106,7 @@ def _train(config: ColorConfig, strategy, backbone: ResolvedBackbone, bundle: Da
            run: RunDir, resume: TrainingState | None = None) -> ColorResult:
     with strategy.scope():
         fitted = _fit_phases(config, backbone, bundle, run, resume)
+        fitted.best.restore_best()  # the kept epoch's weights, as in model.keras
     return _finish(config, bundle, run, fitted)
 
 
@@ -159,8 +160,8 @@ class ColorPhases:
 
 def _finish(config: ColorConfig, bundle: DataBundle, run: RunDir,
             fitted: FittedPhases) -> ColorResult:
-    """Evaluate the best model on this process alone and write the run's reports."""
-    model = load_keras_model(run / MODEL_FILE)
+    """Evaluate the kept model (the trained one, best weights back) and write the reports."""
+    model = fitted.best.target
     held_out = bundle.test if bundle.test is not None and len(bundle.test) else bundle.val
     split = "test" if held_out is bundle.test else "val"
     report = evaluate_color(model, list(held_out.images), seed=config.seed + 2,

@@ -42,21 +42,34 @@ class BestModelSaver(keras.callbacks.Callback):
         self.sign = 1.0 if mode == "max" else -1.0
         self.best = -math.inf
         self.best_epoch: int | None = None
+        self._weights: list | None = None
 
     def on_epoch_end(self, epoch, logs=None):
         if non_finite(logs):
             return  # an epoch whose figures are NaN is never the one kept
         if self.monitor is None:
-            self.best_epoch = epoch
-            self.run.save_model(self.target, MODEL_FILE)
+            self._keep(epoch)
             return
         value = (logs or {}).get(self.monitor)
         if value is None:
             raise TrainingError(f"the figure {self.monitor!r} that picks the best epoch is not "
                                 f"among this run's figures ({', '.join(sorted(logs or {}))})")
         if self.sign * value >= self.best:
-            self.best, self.best_epoch = self.sign * float(value), epoch
-            self.run.save_model(self.target, MODEL_FILE)
+            self.best = self.sign * float(value)
+            self._keep(epoch)
+
+    def _keep(self, epoch: int) -> None:
+        self.best_epoch = epoch
+        self.run.save_model(self.target, MODEL_FILE)
+        self._weights = [variable.numpy() for variable in self.target.weights]
+
+    def restore_best(self) -> None:
+        """Put the kept epoch's weights back into ``target``: from memory (a copy taken when
+        it was saved), or from ``model.keras`` when that epoch ran before a resume."""
+        if self._weights is not None:
+            self.target.set_weights(self._weights)
+        else:
+            self.target.load_weights(self.run / MODEL_FILE)
 
 
 class HistoryWriter(keras.callbacks.Callback):

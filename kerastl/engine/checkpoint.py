@@ -79,6 +79,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 self.target.save_weights(tmp)
             variables = {state_key(v): v.numpy() for v in self.model.optimizer.variables}
             atomic_write(self.folder / f"epoch_{epoch:03d}.optimizer.npz", _npz(variables))
+        self.write_state()
+
+    def write_state(self) -> None:
+        """Point ``state.json`` at the files of ``state.epochs_done`` (alone: at the end of a
+        phase, whose last epoch's files were just written or were the ones resumed from)."""
+        epoch = self.state.epochs_done
         self.state.best, self.state.best_epoch = self.best.best, self.best.best_epoch
         atomic_write_text(self.folder / STATE_FILE,
                           json.dumps(dataclasses.asdict(self.state), indent=2) + "\n")

@@ -117,7 +117,7 @@ class PhaseEngine:
             if self.stopped:
                 break  # the model on disk is the last finite one
             state.phase_finished = True
-            self.checkpoint.save()
+            self.checkpoint.write_state()
         elapsed = time.perf_counter() - started
         self.nan_guard.require_kept_model(self.run / MODEL_FILE)
         remove_checkpoints(self.run)

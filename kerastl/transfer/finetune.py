@@ -22,7 +22,7 @@ from kerastl.engine.phases import PhaseEngine, PhaseSetup
 from kerastl.errors import KerastlError
 from kerastl.report import plot_confusion, plot_history
 from kerastl.runs import CLASSIFIER_JOBS, CONFIG_FILE, HEADS_FILE, LABELS_FILE, \
-    METRICS_FILE, MODEL_FILE, RunDir, default_run_name, load_keras_model, run_path, versions
+    METRICS_FILE, RunDir, default_run_name, run_path, versions
 from kerastl.serving import PRIMARY
 from kerastl.transfer.heads import Head, lookups, make_head, parse_head
 from kerastl.transfer.feature_cache import can_cache_features, features_of, split_at_features
@@ -139,9 +139,11 @@ def _start(config: FinetuneConfig):
 def _train(config: FinetuneConfig, strategy, backbone: ResolvedBackbone, bundle: DataBundle,
            heads: list[Head], run: RunDir, resume: TrainingState | None = None
            ) -> FinetuneResult:
-    """Train under ``strategy``, then evaluate the best model on this process alone."""
+    """Train under ``strategy``, then evaluate the kept model (the trained one, with the best
+    epoch's weights put back: no reload, no new model to trace)."""
     with strategy.scope():
         fitted = _fit_phases(config, backbone, bundle, heads, run, resume)
+        fitted.best.restore_best()  # the kept epoch's weights, as in model.keras
     return _finish(config, backbone, bundle, heads, run, fitted)
 
 
@@ -196,7 +198,7 @@ def _monitor(bundle: DataBundle, heads: list[Head], select: str) -> str | None:
 
 def _finish(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
             heads: list[Head], run: RunDir, fitted: FittedPhases) -> FinetuneResult:
-    best_model = load_keras_model(run / MODEL_FILE)
+    best_model = fitted.best.target
     metrics = _evaluate_splits(best_model, bundle, config.batch_size, heads)
     metrics["best_epoch"] = (fitted.best.best_epoch or 0) + 1
     metrics["train_seconds"] = round(fitted.elapsed, 1)
@@ -326,7 +328,7 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int) -> dict[int, fl
 def _evaluate_splits(model, bundle: DataBundle, batch_size: int,
                      heads: list[Head] | None = None) -> dict:
     """Reports per split; with extra heads, the primary's figures plus ``heads`` per head.
-    Run on this process alone, outside the training strategy."""
+    Each worker evaluates on its own (a forward pass in inference mode, no collectives)."""
     from kerastl.inference import evaluate_heads
 
     return {split: evaluate_heads(model, data, heads or [], split, batch_size)
