@@ -1,7 +1,7 @@
 """Checkpoints that survive SIGKILL, and what a resumed run reads back.
 
 After every epoch: the model's weights and the optimizer's variables go to
-files named by the epoch (``checkpoints/epoch_NNN.weights.h5`` and
+files named by the epoch (``checkpoints/epoch_NNN.weights.npz`` and
 ``epoch_NNN.optimizer.npz``), each written to a temporary name and renamed;
 then ``checkpoints/state.json`` (phase, epochs done, best score) is replaced
 atomically to point at them; then older epochs' files are removed. A kill at
@@ -20,7 +20,7 @@ import numpy as np
 
 from kerastl._tf import keras_module
 from kerastl.errors import RunDirError
-from kerastl.runs import RunDir, atomic_write, atomic_write_text, staged_file
+from kerastl.runs import RunDir, atomic_write, atomic_write_text
 
 keras = keras_module()
 
@@ -74,9 +74,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def save(self) -> None:
         epoch = self.state.epochs_done
         if self.weights:
-            weights = self.folder / f"epoch_{epoch:03d}.weights.h5"
-            with staged_file(weights, ".weights.h5") as tmp:  # Keras wants the suffix
-                self.target.save_weights(tmp)
+            atomic_write(self.folder / f"epoch_{epoch:03d}.weights.npz",
+                         _npz(weight_arrays(self.target)))
             variables = {state_key(v): v.numpy() for v in self.model.optimizer.variables}
             atomic_write(self.folder / f"epoch_{epoch:03d}.optimizer.npz", _npz(variables))
         self.write_state()
@@ -101,8 +100,29 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
+def weight_arrays(model) -> dict[str, np.ndarray]:
+    """``model``'s weights by position (``w0000``...): an ``.npz`` of them takes milliseconds
+    where Keras' ``save_weights`` took 0.5 s for MobileNetV3Small, every epoch."""
+    return {f"w{i:04d}": variable.numpy() for i, variable in enumerate(model.weights)}
+
+
 def load_weights(run: RunDir, state: TrainingState, model) -> None:
-    model.load_weights(run / "checkpoints" / f"epoch_{state.epochs_done:03d}.weights.h5")
+    """Put the checkpoint's weights back into ``model`` (the run's own architecture)."""
+    stem = run / "checkpoints" / f"epoch_{state.epochs_done:03d}"
+    legacy = stem.with_name(stem.name + ".weights.h5")  # written by earlier kerastl versions
+    if legacy.exists():
+        model.load_weights(legacy)
+        return
+    with np.load(stem.with_name(stem.name + ".weights.npz")) as saved:
+        values = {name: saved[name] for name in saved.files}
+    if len(values) != len(model.weights):
+        raise RunDirError(f"the checkpoint holds {len(values)} weights, the rebuilt model "
+                          f"{len(model.weights)}: the run's settings or code changed?")
+    for key, variable in zip(sorted(values), model.weights):
+        if tuple(values[key].shape) != tuple(variable.shape):
+            raise RunDirError(f"the checkpoint's weight {key} has shape {values[key].shape}, "
+                              f"the rebuilt model's {variable.path} {tuple(variable.shape)}")
+        variable.assign(values[key])
 
 
 def state_key(variable) -> str:
