@@ -25,7 +25,7 @@ phase loop, ``metrics["train_seconds"]``), both on the same arrays. Run:
 
     python benchmarks/finetune_throughput.py [--backbone mobilenetv3small] [--epochs 3]
     python benchmarks/finetune_throughput.py --cases default [--backbone efficientnetlite0] \\
-        [--images 1600] [--rounds 2]
+        [--images 1600] [--rounds 2] [--kerastl-args "--no-deterministic"]
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def kerastl_process(folder: Path, args, weights: str, runs: Path, name: str) -> 
     command = [sys.executable, "-m", "kerastl_cli", "finetune", str(folder),
                "--backbone", args.backbone, "--weights", weights, "--image-size",
                str(args.size), "--batch-size", str(args.batch_size), "--jit-compile", "off",
-               "--runs-dir", str(runs), "--name", name]
+               "--runs-dir", str(runs), "--name", name, *args.kerastl_args.split()]
     start, started_at = time.perf_counter(), time.time()
     subprocess.run(command, check=True, capture_output=True)
     wall, ended_at = time.perf_counter() - start, time.time()
@@ -202,7 +202,8 @@ def print_default_path(results: dict, args) -> None:
     ours, plain = results["kerastl"], results["plain"]
     print(f"\n{args.backbone} at {args.size} px, {args.images} JPEGs, batch "
           f"{args.batch_size}, XLA off, {len(ours)} rounds in turn, {os.cpu_count()} CPU "
-          f"cores, TF {tf.__version__}; median (best) of the rounds")
+          f"cores, TF {tf.__version__}; median (best) of the rounds"
+          + (f"; kerastl with {args.kerastl_args}" if args.kerastl_args else ""))
     print(f"{'figure':34} {'plain':>14} {'kerastl':>14} {'kerastl/plain':>14}")
 
     def row(label, plain_values, our_values, higher_is_better=True):
@@ -245,6 +246,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--cases", default="jpeg,memory,memory-unfrozen")
     parser.add_argument("--rounds", type=int, default=2, help="default case: rounds in turn")
+    parser.add_argument("--kerastl-args", default="",
+                        help="default case: more options for kerastl finetune (a variant to "
+                             "measure, e.g. '--no-deterministic')")
     args = parser.parse_args()
 
     rows = []
