@@ -5,6 +5,7 @@ Reading the model back is :mod:`kerastl.serving`'s job, shared with export."""
 from __future__ import annotations
 
 import io
+import weakref
 from pathlib import Path
 from typing import Iterable
 
@@ -44,12 +45,25 @@ def predictions(model, dataset):
     ``predict_on_batch`` either: under a multi-replica strategy that returns every replica's
     copy of a batch. A forward pass in inference mode needs no replica context."""
     import keras
-    from kerastl._tf import tensorflow
 
-    forward = tensorflow().function(lambda images: model(images, training=False),
-                                    reduce_retracing=True)
+    forward = _forward_pass(model)
     batches = [keras.tree.map_structure(np.asarray, forward(images)) for images, _ in dataset]
     return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *batches)
+
+
+_FORWARD_PASSES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _forward_pass(model):
+    """``model`` in inference mode as one ``tf.function``, traced once per model (validation
+    and test splits share it), held no longer than the model."""
+    if model not in _FORWARD_PASSES:
+        from kerastl._tf import tensorflow
+
+        held = weakref.ref(model)  # the cache must not keep the model alive
+        _FORWARD_PASSES[model] = tensorflow().function(
+            lambda images: held()(images, training=False), reduce_retracing=True)
+    return _FORWARD_PASSES[model]
 
 
 def evaluate(model: str | Path, data: str, batch_size: int = 64,

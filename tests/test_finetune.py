@@ -184,3 +184,26 @@ def test_select_loss_keeps_the_epoch_of_lowest_validation_loss(tmp_path):
     assert result.metrics["best_epoch"] == lowest + 1
     with pytest.raises(KerastlError, match="--select takes accuracy, loss"):
         kerastl.finetune("sample", select="val_auc")
+
+
+def test_the_final_evaluation_traces_the_network_once_for_every_split():
+    """Validation and test share one traced forward pass of the kept model."""
+    import gc
+    import weakref
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from kerastl.inference import _FORWARD_PASSES, predictions
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    splits = [tf.data.Dataset.from_tensor_slices((np.random.rand(8, 4).astype("float32"),
+                                                  np.zeros(8))).batch(4) for _ in range(2)]
+    outputs = [predictions(model, split) for split in splits]
+    assert [o.shape for o in outputs] == [(8, 3), (8, 3)]
+    assert _FORWARD_PASSES[model].experimental_get_tracing_count() == 1
+    alive = weakref.ref(model)
+    del model, outputs
+    gc.collect()
+    assert alive() is None  # the cache does not keep a model alive
