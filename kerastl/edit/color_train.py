@@ -106,7 +106,6 @@ def _train(config: ColorConfig, strategy, backbone: ResolvedBackbone, bundle: Da
            run: RunDir, resume: TrainingState | None = None) -> ColorResult:
     with strategy.scope():
         fitted = _fit_phases(config, backbone, bundle, run, resume)
-        fitted.best.restore_best()  # the kept epoch's weights, as in model.keras
     return _finish(config, bundle, run, fitted)
 
 

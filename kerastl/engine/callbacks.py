@@ -33,8 +33,9 @@ class BestModelSaver(keras.callbacks.Callback):
     """
 
     def __init__(self, run: RunDir, target, monitor: str | None = "val_accuracy",
-                 mode: str = "max"):
+                 mode: str = "max", keep_weights: bool = True):
         super().__init__()
+        self.keep_weights = keep_weights  # a copy in memory for restore_best
         self.run = run
         self.target = target
         self.monitor = monitor
@@ -61,7 +62,8 @@ class BestModelSaver(keras.callbacks.Callback):
     def _keep(self, epoch: int) -> None:
         self.best_epoch = epoch
         self.run.save_model(self.target, MODEL_FILE)
-        self._weights = [variable.numpy() for variable in self.target.weights]
+        if self.keep_weights:
+            self._weights = [variable.numpy() for variable in self.target.weights]
 
     def restore_best(self) -> None:
         """Put the kept epoch's weights back into ``target``: from memory (a copy taken when

@@ -82,7 +82,8 @@ class PhaseEngine:
         self.run, self.target, self.patience, self.verbose = run, target, patience, verbose
         self.whole_model = checkpoint == "model"
         self.history = HistoryWriter(run, learning_rate=learning_rate_column)
-        self.best = BestModelSaver(run, target, monitor, mode=mode)
+        self.best = BestModelSaver(run, target, monitor, mode=mode,
+                                   keep_weights=not self.whole_model)
         self.resumed = resume is not None
         self.state = resume or TrainingState(0, 0, 0, False, self.best.best, None, {})
         if resume is not None:
@@ -102,7 +103,8 @@ class PhaseEngine:
         return self.nan_guard.reason is not None
 
     def fit(self, phases, setup: Setup) -> FittedPhases:
-        """Train every phase not done yet; the kept model is on disk when this returns."""
+        """Train every phase not done yet; the kept model is on disk when this returns, and
+        (best-epoch selection) its weights are back in ``target``."""
         state, started = self.state, time.perf_counter()
         for index, phase in enumerate(phases):
             if index < state.phase_index or (index == state.phase_index and
@@ -120,6 +122,8 @@ class PhaseEngine:
             self.checkpoint.write_state()
         elapsed = time.perf_counter() - started
         self.nan_guard.require_kept_model(self.run / MODEL_FILE)
+        if not self.whole_model:  # the kept epoch's weights, as in model.keras, back in target
+            self.best.restore_best()
         remove_checkpoints(self.run)
         return FittedPhases(elapsed, self.best, self.history, state.phase_starts)
 

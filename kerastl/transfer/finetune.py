@@ -143,7 +143,6 @@ def _train(config: FinetuneConfig, strategy, backbone: ResolvedBackbone, bundle:
     epoch's weights put back: no reload, no new model to trace)."""
     with strategy.scope():
         fitted = _fit_phases(config, backbone, bundle, heads, run, resume)
-        fitted.best.restore_best()  # the kept epoch's weights, as in model.keras
     return _finish(config, backbone, bundle, heads, run, fitted)
 
 
