@@ -12,6 +12,7 @@ its label scores about 0.10. Each run's sample grid (one class per column) is wr
 it: look at it.
 
     python benchmarks/conditional_fashion.py [--epochs 5] [--runs DIR] [--classifier RUN]
+        [--models dcgan vae]
 
 Needs Fashion-MNIST (``apt-get install dataset-fashion-mnist``).
 """
@@ -32,20 +33,30 @@ import numpy as np  # noqa: E402
 PER_CLASS = 100
 
 
-def train_models(runs: str, epochs: int, seed: int) -> dict[str, tuple[str, float]]:
+def train_dcgan(runs: str, epochs: int, seed: int):
     from kerastl.gan.train import train_gan
+
+    return train_gan("fashion_mnist", image_size=32, width=32, latent_dim=128, batch_size=64,
+                     limit=20000, epochs=epochs, seed=seed, conditional=True, runs_dir=runs,
+                     name=f"cgan_s{seed}", verbose=0)
+
+
+def train_vae(runs: str, epochs: int, seed: int):
     from kerastl.vae import train_vae
 
+    return train_vae("fashion_mnist", image_size=28, epochs=epochs, seed=seed, conditional=True,
+                     runs_dir=runs, name=f"cvae_s{seed}", verbose=0)
+
+
+MODELS = {"dcgan": ("conditional DCGAN", train_dcgan), "vae": ("conditional VAE", train_vae)}
+
+
+def train_models(runs: str, epochs: int, seed: int, models) -> dict[str, tuple[str, float]]:
     trained = {}
-    started = time.perf_counter()
-    gan = train_gan("fashion_mnist", image_size=32, width=32, latent_dim=128, batch_size=64,
-                    limit=20000, epochs=epochs, seed=seed, conditional=True, runs_dir=runs,
-                    name=f"cgan_s{seed}", verbose=0)
-    trained["conditional DCGAN"] = (str(gan.run_dir), time.perf_counter() - started)
-    started = time.perf_counter()
-    vae = train_vae("fashion_mnist", image_size=28, epochs=epochs, seed=seed, conditional=True,
-                    runs_dir=runs, name=f"cvae_s{seed}", verbose=0)
-    trained["conditional VAE"] = (str(vae.run_dir), time.perf_counter() - started)
+    for key in models:
+        name, train = MODELS[key]
+        started = time.perf_counter()
+        trained[name] = (str(train(runs, epochs, seed).run_dir), time.perf_counter() - started)
     return trained
 
 
@@ -64,6 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--classifier", help="a kerastl classifier run of the ten classes")
     parser.add_argument("--runs", help="keep runs here (default: a temporary folder)")
     args = parser.parse_args()
@@ -81,7 +93,8 @@ def main() -> None:
         runs = args.runs or scratch
         classifier = args.classifier or train_extractor(runs, name="classifier")
         results = []
-        for name, (run, seconds) in train_models(runs, args.epochs, args.seed).items():
+        trained = train_models(runs, args.epochs, args.seed, args.models)
+        for name, (run, seconds) in trained.items():
             model = (load_gan if "DCGAN" in name else load_vae)(run)
             class_grid(model, run, Path(run) / "plots" / "samples_by_class.png")
             scores = class_accuracy(model, run, classifier, per_class=PER_CLASS,

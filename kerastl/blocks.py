@@ -54,15 +54,28 @@ def down_block(x, filters: int, block: int, *, batchnorm: bool = True,
     return x
 
 
-def up_block(x, filters: int, index: int, *, sync_bn: bool = False):
-    """``up{index}``: a 4x4 transposed conv of stride 2, BatchNorm and ReLU."""
+def up_block(x, filters: int, index: int, *, sync_bn: bool = False, label=None):
+    """``up{index}``: a 4x4 transposed conv of stride 2, BatchNorm and ReLU; with ``label``
+    (a one-hot input) the BatchNorm is conditional on it (:func:`up_norm`)."""
     from keras import layers
 
     x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False,
                                name=f"up{index}")(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=sync_bn,
-                                  name=f"up{index}_bn")(x)
+    x = up_norm(x, f"up{index}_bn", sync_bn, label)
     return layers.ReLU(name=f"up{index}_relu")(x)
+
+
+def up_norm(x, name: str, sync_bn: bool = False, label=None):
+    """The up path's BatchNorm: plain, or with ``label`` a
+    :class:`kerastl.layers.ConditionalBatchNorm` (scale and offset per class)."""
+    from keras import layers
+
+    if label is None:
+        return layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=sync_bn,
+                                         name=name)(x)
+    from kerastl.layers import ConditionalBatchNorm
+
+    return ConditionalBatchNorm(momentum=BN_MOMENTUM, synchronized=sync_bn, name=name)([x, label])
 
 
 def latent_input(latent_dim: int, num_classes: int = 0):
@@ -78,20 +91,20 @@ def latent_input(latent_dim: int, num_classes: int = 0):
 
 
 def up_trunk(latents, image_size: int, width: int = 64, sync_bn: bool = False,
-             sizes=tuple(BLOCKS)):
+             sizes=tuple(BLOCKS), label=None):
     """``latent -> Dense -> side x side map -> up blocks``: the generator's and the VAE
-    decoder's body, mirroring the down blocks' widths, up to ``image_size``."""
+    decoder's body, mirroring the down blocks' widths, up to ``image_size``. With ``label``
+    (a one-hot input) every BatchNorm is conditional on the class."""
     from keras import layers
 
     filters = list(reversed(widths(image_size, width, sizes)))
     side = image_size >> len(filters)
     x = layers.Dense(side * side * filters[0] * 2, use_bias=False, name="project")(latents)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=sync_bn,
-                                  name="project_bn")(x)
+    x = up_norm(x, "project_bn", sync_bn, label)
     x = layers.ReLU(name="project_relu")(x)
     x = layers.Reshape((side, side, filters[0] * 2), name="to_map")(x)
     for index, count in enumerate(filters, start=1):
-        x = up_block(x, count, index, sync_bn=sync_bn)
+        x = up_block(x, count, index, sync_bn=sync_bn, label=label)
     return x
 
 

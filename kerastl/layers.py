@@ -52,3 +52,42 @@ class Preprocess(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="kerastl")
+class ConditionalBatchNorm(keras.layers.Layer):
+    """BatchNorm whose scale and offset depend on the class: ``[features, one_hot_label]`` ->
+    ``normalise(features) * gamma[label] + beta[label]`` (conditional BatchNorm, de Vries et al.
+    2017, as in the generator of Miyato & Koyama's projection-discriminator GAN). The label
+    then steers every block it sits in, not only the input. It starts as plain BatchNorm
+    (every class's gamma 1, beta 0)."""
+
+    def __init__(self, momentum: float = 0.99, synchronized: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.momentum = momentum
+        self.norm = keras.layers.BatchNormalization(momentum=momentum, synchronized=synchronized,
+                                                    center=False, scale=False, name="norm")
+
+    def build(self, input_shape):
+        features_shape, label_shape = input_shape
+        self.norm.build(features_shape)
+        shape = (label_shape[-1], features_shape[-1])
+        self.gamma = self.add_weight(shape=shape, initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=shape, initializer="zeros", name="beta")
+
+    def call(self, inputs, training=None):
+        features, label = inputs
+        normalised = self.norm(features, training=training)
+        label = ops.cast(label, normalised.dtype)
+        gamma, beta = ops.matmul(label, self.gamma), ops.matmul(label, self.beta)
+        for _ in range(len(normalised.shape) - 2):  # per channel, broadcast over the map
+            gamma, beta = ops.expand_dims(gamma, 1), ops.expand_dims(beta, 1)
+        return normalised * gamma + beta
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        # the inner layer's flag: kerastl.distribute.synchronize_batchnorm may have set it
+        return {**super().get_config(), "momentum": self.momentum,
+                "synchronized": self.norm.synchronized}

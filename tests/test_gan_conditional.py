@@ -62,6 +62,47 @@ def test_a_conditional_train_step_feeds_the_real_labels_to_both_networks():
     assert np.isfinite(float(logs["d_loss"])) and np.isfinite(float(logs["g_loss"]))
 
 
+def test_conditional_batchnorm_scales_and_shifts_each_class_by_its_own_row():
+    from kerastl.layers import ConditionalBatchNorm
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(6, 4, 4, 5)).astype(np.float32)
+    classes = [0, 1, 2, 0, 1, 2]
+    labels = np.eye(3, dtype=np.float32)[classes]
+    layer = ConditionalBatchNorm(momentum=0.9)
+    plain = np.asarray(layer([features, labels], training=False))  # gamma 1, beta 0
+    np.testing.assert_allclose(plain, features / np.sqrt(1 + 1e-3), rtol=1e-5)
+    gamma = rng.uniform(0.5, 2.0, (3, 5)).astype(np.float32)
+    beta = rng.normal(size=(3, 5)).astype(np.float32)
+    layer.gamma.assign(gamma)
+    layer.beta.assign(beta)
+    steered = np.asarray(layer([features, labels], training=False))
+    expected = plain * gamma[classes][:, None, None, :] + beta[classes][:, None, None, :]
+    np.testing.assert_allclose(steered, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_generator_step_trains_the_scale_and_offset_of_the_classes_in_its_batch_only():
+    import keras
+    import tensorflow as tf
+
+    from kerastl.gan import DCGAN, build_discriminator, build_generator
+    from kerastl.layers import ConditionalBatchNorm
+
+    generator = build_generator(32, 1, latent_dim=8, width=8, num_classes=3)
+    norms = [layer for layer in generator.layers if layer.name.endswith("_bn")]
+    assert len(norms) == 4 and all(isinstance(n, ConditionalBatchNorm) for n in norms)
+    gan = DCGAN(generator, build_discriminator(32, 1, width=8, num_classes=3), diffaugment="")
+    gan.compile(keras.optimizers.Adam(1e-2, beta_1=0.5), keras.optimizers.Adam(1e-2, beta_1=0.5))
+    before = [np.asarray(n.gamma).copy() for n in norms]
+    labels = np.eye(3, dtype=np.float32)[[0, 1, 0, 1]]  # no class 2 in this batch
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 1)).astype(np.float32)
+    gan.train_step(((tf.constant(images), tf.constant(labels)),))
+    for norm, old in zip(norms, before):
+        new = np.asarray(norm.gamma)
+        assert not np.allclose(new[:2], old[:2])  # classes 0 and 1 moved
+        np.testing.assert_array_equal(new[2], old[2])  # class 2 untouched
+
+
 def test_a_conditional_sample_of_class_c_feeds_label_c(conditional_gan_run, tmp_path):
     from kerastl.gan.dcgan import load_gan
     from kerastl_cli.main import cli

@@ -31,12 +31,15 @@ def build_generator(image_size: int = 32, channels: int = 3, latent_dim: int = 1
                     width: int = 64, sync_bn: bool = False, num_classes: int = 0):
     """``z -> Dense -> 4x4 -> (Conv2DTranspose stride 2, BatchNorm, ReLU)* -> tanh image``
     (:func:`kerastl.blocks.up_trunk`, as the VAE's decoder). With ``num_classes`` (a
-    conditional GAN) the generator also takes a one-hot ``label``, concatenated to ``z``.
+    conditional GAN) the generator also takes a one-hot ``label``, concatenated to ``z`` and
+    steering every BatchNorm (conditional BatchNorm, as in the projection discriminator's
+    paper: the label entering once beside ``z`` left shirts drawn as pullovers).
 
     ``sync_bn``: BatchNorm statistics over the global batch under a ``tf.distribute``
     strategy (else per replica)."""
     inputs, x = blocks.latent_input(latent_dim, num_classes)
-    x = blocks.up_trunk(x, image_size, width, sync_bn, SIZES)
+    label = inputs[1] if num_classes else None
+    x = blocks.up_trunk(x, image_size, width, sync_bn, SIZES, label=label)
     images = layers.Conv2D(channels, 3, padding="same", activation="tanh", dtype="float32",
                            name="to_image")(x)
     return keras.Model(inputs, images, name="generator")
