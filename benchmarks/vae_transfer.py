@@ -5,8 +5,9 @@ Per seed:
   source        ``train_vae`` on classes 0-8 (every training image), ``--source-epochs``
   adapted       ``finetune_vae(source)`` on 100 training images of ``--target-class``
   scratch       ``train_vae`` on the same 100 images, same epochs and batch
-  encoder_from  ``train_vae(encoder_from=CLS)``: scratch, its encoder's blocks seeded from a
-                kerastl_small classifier of classes 0-8 (recognition -> generation)
+  encoder_from  ``train_vae(encoder_from=CLS, width=16)``: scratch, its encoder's blocks seeded
+                from a kerastl_small classifier of classes 0-8 (recognition -> generation)
+  encoder_random  the same VAE (width 16, the classifier's) from a random init
 
 (every run on the 100 images holds out 10% of them to pick its epoch, as the VAE's default.)
 Scored on the target class's 1,000 test images: test negative ELBO (nats per image, one
@@ -15,7 +16,7 @@ classifier of all ten classes (``--extractor RUN``, or one trained here). The is
 adapted -ELBO at least 10% lower than scratch's, adapted FID at most 0.5x scratch's.
 
     python benchmarks/vae_transfer.py [--seeds 0 1 2] [--epochs 60] [--runs DIR]
-        [--settings adapted scratch encoder_from] [--adapt-lr 1e-4]
+        [--settings adapted scratch ...] [--adapt-lr 1e-4]
 
 A finished source run in ``--runs`` is reused. The table ends with the floor: the entropy of
 the scored pixels read as Bernoulli probabilities, which no model goes below.
@@ -39,6 +40,9 @@ import numpy as np  # noqa: E402
 SIZE = 28
 SOURCE = "0-8"
 SCORED = 1000
+SETTINGS = ["adapted", "scratch", "encoder_from", "encoder_random"]
+#: The first width of kerastl_small, the classifier the encoder is seeded from.
+SMALL_WIDTH = 16
 
 
 def source_run(args, runs: str, seed: int) -> str:
@@ -70,9 +74,11 @@ def runs_for_seed(args, runs: str, seed: int, encoder_source: str) -> dict[str, 
                                                      else {"lr": args.adapt_lr})),
         "scratch": lambda: train_vae("fashion_mnist", image_size=SIZE,
                                      name=f"scratch_s{seed}", **target),
-        "encoder_from": lambda: train_vae("fashion_mnist", image_size=SIZE,
+        "encoder_from": lambda: train_vae("fashion_mnist", image_size=SIZE, width=SMALL_WIDTH,
                                           encoder_from=encoder_source,
                                           name=f"encoder_from_s{seed}", **target),
+        "encoder_random": lambda: train_vae("fashion_mnist", image_size=SIZE, width=SMALL_WIDTH,
+                                            name=f"encoder_random_s{seed}", **target),
     }
     settings = {name: settings[name] for name in args.settings}
     for name, train in settings.items():
@@ -114,8 +120,7 @@ def main() -> None:
                         help="epochs on the 100 target images (90 train at batch 16: 5 steps)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--target-class", type=int, default=9)
-    parser.add_argument("--settings", nargs="+", default=["adapted", "scratch", "encoder_from"],
-                        choices=["adapted", "scratch", "encoder_from"])
+    parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=SETTINGS)
     parser.add_argument("--adapt-lr", type=float,
                         help="Adam's rate when adapting the source [default: the VAE's, 1e-3]")
     parser.add_argument("--extractor", help="a kerastl classifier run of all ten classes")

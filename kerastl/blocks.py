@@ -123,15 +123,15 @@ def seed_from_run(network, run: str, option: str) -> list[str]:
     return seed_from_backbone(network, backbone)
 
 
-def seed_from_backbone(discriminator, backbone) -> list[str]:
-    """Copy the weights of every block layer ``discriminator`` (or a VAE's encoder) shares
-    by name with ``backbone`` (a kerastl small backbone); 3-channel first-layer kernels are
-    summed over their input channels for a 1-channel network. Returns the layers copied."""
+def seed_from_backbone(network, backbone) -> list[str]:
+    """Copy the weights of every block layer ``network`` (a discriminator or a VAE's encoder)
+    shares by name with ``backbone`` (a kerastl small backbone); 3-channel first-layer kernels
+    are summed over their input channels for a 1-channel network. Returns the layers copied."""
     from keras import layers
 
     copied = []
     source = {layer.name: layer for layer in backbone.layers}
-    for layer in discriminator.layers:
+    for layer in network.layers:
         target = layer.layer if isinstance(layer, layers.SpectralNormalization) else layer
         donor = source.get(target.name)
         if donor is None or not donor.weights:
@@ -141,15 +141,22 @@ def seed_from_backbone(discriminator, backbone) -> list[str]:
         if [tuple(w.shape) for w in weights] != wanted:
             weights = _fit_channels(weights, wanted)
         if weights is None:
-            raise KerastlError(f"the classifier's {donor.name} does not fit the discriminator "
-                               f"(shapes {[w.shape for w in donor.weights]} vs {wanted}): "
-                               "build the GAN with the classifier's widths")
+            raise KerastlError(
+                f"the classifier's {donor.name} does not fit the {network.name} (shapes "
+                f"{[tuple(w.shape) for w in donor.weights]} vs {wanted}): build it with the "
+                f"classifier's widths (--width {_first_width(source)})")
         target.set_weights(weights)
         copied.append(target.name)
     if not copied:
-        raise KerastlError("the classifier shares no block with the discriminator: seed from "
-                           "a run trained on the kerastl_small backbone")
+        raise KerastlError(f"the classifier shares no block with the {network.name}: "
+                           "seed from a run trained on the kerastl_small backbone")
     return copied
+
+
+def _first_width(layers_by_name) -> int | str:
+    """The filters of a small backbone's first block: the ``width`` that matches it."""
+    first = layers_by_name.get("block1_conv1")
+    return int(first.weights[0].shape[-1]) if first is not None and first.weights else "N"
 
 
 def _fit_channels(weights, wanted):

@@ -220,6 +220,27 @@ def test_bad_input_is_one_line_and_writes_nothing(vae_run, gan_run, trained_run,
         assert not out.exists(), name
 
 
+def test_the_encoder_is_seeded_from_a_classifier_run_and_a_width_mismatch_names_the_width(
+        trained_run, colour_folder, tmp_path):
+    import keras
+
+    from kerastl.errors import KerastlError
+    from kerastl.vae import train_vae
+    from kerastl.vae.model import load_vae
+
+    settings = dict(image_size=32, latent_dim=4, epochs=1, batch_size=8, verbose=0,
+                    encoder_from=str(trained_run), runs_dir=str(tmp_path))
+    with pytest.raises(KerastlError, match=r"does not fit the encoder .*--width 16\)"):
+        train_vae(str(colour_folder), width=8, name="mismatch", **settings)
+    assert not (tmp_path / "mismatch").exists()
+    result = train_vae(str(colour_folder), width=16, lr=1e-9, name="seeded", **settings)
+    encoder = load_vae(result.run_dir).encoder
+    backbone = keras.models.load_model(trained_run / "model.keras").get_layer("backbone")
+    for name in ("block1_conv1", "block2_conv2"):  # a 1e-9 rate leaves them where they began
+        np.testing.assert_allclose(encoder.get_layer(name).get_weights()[0],
+                                   backbone.get_layer(name).get_weights()[0], atol=1e-6)
+
+
 @pytest.mark.parametrize("format", ["savedmodel", "tflite"])
 @pytest.mark.parametrize("model", ["vae", "gan"])
 def test_export_of_a_generative_run_takes_latents_and_matches_keras(model, format, vae_run,
