@@ -12,7 +12,7 @@ its label scores about 0.10. Each run's sample grid (one class per column) is wr
 it: look at it.
 
     python benchmarks/conditional_fashion.py [--epochs 5] [--runs DIR] [--classifier RUN]
-        [--models dcgan vae]
+        [--models dcgan vae] [--dcgan-settings '{"loss": "hinge", "spectral_norm": true}']
 
 Needs Fashion-MNIST (``apt-get install dataset-fashion-mnist``).
 """
@@ -20,6 +20,7 @@ Needs Fashion-MNIST (``apt-get install dataset-fashion-mnist``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import tempfile
@@ -33,30 +34,32 @@ import numpy as np  # noqa: E402
 PER_CLASS = 100
 
 
-def train_dcgan(runs: str, epochs: int, seed: int):
+def train_dcgan(runs: str, epochs: int, seed: int, **extra):
     from kerastl.gan.train import train_gan
 
-    return train_gan("fashion_mnist", image_size=32, width=32, latent_dim=128, batch_size=64,
-                     limit=20000, epochs=epochs, seed=seed, conditional=True, runs_dir=runs,
-                     name=f"cgan_s{seed}", verbose=0)
+    settings = dict(image_size=32, width=32, latent_dim=128, batch_size=64, limit=20000)
+    return train_gan("fashion_mnist", epochs=epochs, seed=seed, conditional=True, runs_dir=runs,
+                     name=f"cgan_s{seed}", verbose=0, **{**settings, **extra})
 
 
-def train_vae(runs: str, epochs: int, seed: int):
+def train_vae(runs: str, epochs: int, seed: int, **extra):
     from kerastl.vae import train_vae
 
     return train_vae("fashion_mnist", image_size=28, epochs=epochs, seed=seed, conditional=True,
-                     runs_dir=runs, name=f"cvae_s{seed}", verbose=0)
+                     runs_dir=runs, name=f"cvae_s{seed}", verbose=0, **extra)
 
 
 MODELS = {"dcgan": ("conditional DCGAN", train_dcgan), "vae": ("conditional VAE", train_vae)}
 
 
-def train_models(runs: str, epochs: int, seed: int, models) -> dict[str, tuple[str, float]]:
+def train_models(runs: str, epochs: int, seed: int, models,
+                 extra: dict) -> dict[str, tuple[str, float]]:
     trained = {}
     for key in models:
         name, train = MODELS[key]
         started = time.perf_counter()
-        trained[name] = (str(train(runs, epochs, seed).run_dir), time.perf_counter() - started)
+        run = train(runs, epochs, seed, **extra.get(key, {})).run_dir
+        trained[name] = (str(run), time.perf_counter() - started)
     return trained
 
 
@@ -76,6 +79,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--dcgan-settings", type=json.loads, default={},
+                        help='more train_gan settings as JSON, e.g. \'{"loss": "hinge"}\'')
+    parser.add_argument("--vae-settings", type=json.loads, default={},
+                        help="more train_vae settings as JSON")
     parser.add_argument("--classifier", help="a kerastl classifier run of the ten classes")
     parser.add_argument("--runs", help="keep runs here (default: a temporary folder)")
     args = parser.parse_args()
@@ -93,7 +100,8 @@ def main() -> None:
         runs = args.runs or scratch
         classifier = args.classifier or train_extractor(runs, name="classifier")
         results = []
-        trained = train_models(runs, args.epochs, args.seed, args.models)
+        trained = train_models(runs, args.epochs, args.seed, args.models,
+                               {"dcgan": args.dcgan_settings, "vae": args.vae_settings})
         for name, (run, seconds) in trained.items():
             model = (load_gan if "DCGAN" in name else load_vae)(run)
             class_grid(model, run, Path(run) / "plots" / "samples_by_class.png")
