@@ -37,8 +37,9 @@ class GanConfig(ScaleSettings, DataSelection, RunSettings):
     Adapting (``init``: a GAN run) keeps the source's architecture; ``freeze_d``
     freezes its lowest discriminator blocks (FreezeD); ``d_from`` seeds the
     discriminator's blocks from a classifier run on the kerastl_small backbone.
-    ``conditional``: the class of each image enters the generator (one-hot, beside ``z``)
-    and the discriminator (projection), so ``sample`` can ask for a class.
+    ``conditional``: the class of each image enters the generator (one-hot, beside ``z``, and
+    through conditional BatchNorm in every block) and the discriminator (projection), so
+    ``sample`` can ask for a class.
     """
 
     data: str
