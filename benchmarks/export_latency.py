@@ -23,6 +23,7 @@ weights (training it does not fit this CPU).
     python benchmarks/export_latency.py --backbones efficientnetlite0 \\
         --agreement-backbone efficientnetlite0 --agreement-weights imagenet \\
         --agreement-size 128 --agreement-frozen-epochs 2 --agreement-epochs 2
+    python benchmarks/export_latency.py --backbones "" ... --calibration-images 200 1000 3000
 """
 
 from __future__ import annotations
@@ -90,8 +91,9 @@ def speed_rows(backbone: str, size: int, repeats: int, folder: Path,
 
 
 def agreement_rows(data: str, backbone: str, size: int, epochs: int, folder: Path,
-                   weights: str = "none", frozen_epochs: int = 0):
-    """Agreement rows, and the trained model and its training images for part 2."""
+                   weights: str = "none", frozen_epochs: int = 0, calibration=(200,)):
+    """Agreement rows, and the trained model and its training images for part 2; int8 once
+    per count of ``calibration`` images (the first training images)."""
     result = kerastl.finetune(data, backbone=backbone, weights=weights,
                               image_size=size, frozen_epochs=frozen_epochs,
                               finetune_epochs=epochs, runs_dir=str(folder), name="agreement",
@@ -102,15 +104,21 @@ def agreement_rows(data: str, backbone: str, size: int, epochs: int, folder: Pat
     rows = [{"quantization": "keras", "test_accuracy": float(np.mean(keras_top1 == test.labels)),
              "agreement": 1.0}]
     hard_swish = backbone.startswith("mobilenetv3")  # the others have no hard-swish to rewrite
-    for quantize, exact in [(q, False) for q in QUANTIZATIONS] + [("int8", True)] * hard_swish:
-        path = folder / f"agreement-{quantize}{'-exact' if exact else ''}.tflite"
+    cases = [(q, False, calibration[0]) for q in QUANTIZATIONS] + \
+        [("int8", False, count) for count in calibration[1:]] + \
+        [("int8", True, calibration[0])] * hard_swish
+    for quantize, exact, count in cases:
+        path = folder / f"agreement-{quantize}{'-exact' if exact else ''}-{count}.tflite"
         path.write_bytes(convert(model, quantize,
-                                 lambda: (train[i:i + 1].astype(np.float32) for i in range(200)),
+                                 lambda: (train[i:i + 1].astype(np.float32)
+                                          for i in range(min(count, len(train)))),
                                  exact_hard_swish=exact))
         runner = TFLiteRunner(str(path), num_threads=THREADS)
         top1 = np.concatenate([runner(test.images[i:i + 100].astype(np.float32)).argmax(1)
                                for i in range(0, len(test), 100)])
-        rows.append({"quantization": quantize + (" exact-hs" if exact else ""),
+        named = quantize + (" exact-hs" if exact else "") + \
+            (f" ({count} cal)" if quantize == "int8" and len(calibration) > 1 else "")
+        rows.append({"quantization": named,
                      "test_accuracy": float(np.mean(top1 == test.labels)),
                      "agreement": float(np.mean(top1 == keras_top1))})
     return rows, model, train
@@ -142,6 +150,8 @@ def main() -> None:
     parser.add_argument("--agreement-weights", default="none",
                         help="none (from scratch) or imagenet (then finetuned)")
     parser.add_argument("--agreement-frozen-epochs", type=int, default=0)
+    parser.add_argument("--calibration-images", type=int, nargs="+", default=[200],
+                        help="int8 calibration images (several: one int8 row per count)")
     args = parser.parse_args()
     print(f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, "
           f"LiteRT threads {THREADS}")
@@ -149,13 +159,14 @@ def main() -> None:
         rows, trained, images = agreement_rows(args.agreement_data, args.agreement_backbone,
                                                args.agreement_size, args.agreement_epochs,
                                                Path(tmp), args.agreement_weights,
-                                               args.agreement_frozen_epochs)
+                                               args.agreement_frozen_epochs,
+                                               args.calibration_images)
         print(f"\n{args.agreement_backbone} (weights {args.agreement_weights}) trained here at "
               f"{args.agreement_size} px ({args.agreement_frozen_epochs} frozen + "
               f"{args.agreement_epochs} epochs on {args.agreement_data}), its test images")
-        print(f"{'quantization':14} {'test acc':>9} {'top-1 agreement':>16}")
+        print(f"{'quantization':22} {'test acc':>9} {'top-1 agreement':>16}")
         for row in rows:
-            print(f"{row['quantization']:14} {row['test_accuracy']:>9.3f} "
+            print(f"{row['quantization']:22} {row['test_accuracy']:>9.3f} "
                   f"{row['agreement']:>16.3f}")
         for backbone in filter(None, args.backbones.split(",")):
             mine = backbone == args.agreement_backbone
