@@ -29,6 +29,7 @@ Needs Fashion-MNIST (``apt-get install dataset-fashion-mnist``).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -48,12 +49,27 @@ SETTINGS = ["adapted", "scratch", "encoder_from", "encoder_random"]
 SMALL_WIDTH = 16
 
 
+def finished(runs: str, name: str) -> Path | None:
+    """The run ``name`` in ``runs`` if it finished before (it is then reused, not retrained)."""
+    kept = Path(runs) / name
+    return kept if (kept / "metrics.json").exists() else None
+
+
+@functools.lru_cache(maxsize=None)
+def scored_images(target_class: int) -> np.ndarray:
+    """The first ``SCORED`` test images of ``target_class``, uint8 (N, 28, 28, 1)."""
+    from kerastl.data.sources import fashion_mnist_arrays
+
+    _, (x_test, y_test) = fashion_mnist_arrays()
+    return x_test[y_test == target_class][:SCORED, :, :, None]
+
+
 def source_run(args, runs: str, seed: int) -> str:
-    """The seed's source VAE on classes 0-8: a finished one in ``runs`` is reused."""
+    """The seed's source VAE on classes 0-8 (a finished one in ``runs`` is reused)."""
     from kerastl.vae import train_vae
 
-    kept = Path(runs) / f"source_s{seed}"
-    if (kept / "metrics.json").exists():
+    kept = finished(runs, f"source_s{seed}")
+    if kept:
         return str(kept)
     started = time.perf_counter()
     source = train_vae("fashion_mnist", image_size=SIZE, classes=SOURCE,
@@ -85,8 +101,8 @@ def runs_for_seed(args, runs: str, seed: int, encoder_source: str) -> dict[str, 
     }
     for name in args.settings:
         label = adapted if name == "adapted" else name
-        kept = Path(runs) / f"{label}_s{seed}"
-        if (kept / "metrics.json").exists():  # finished before: scored again, not retrained
+        kept = finished(runs, f"{label}_s{seed}")
+        if kept:  # scored again, not retrained
             seconds = json.loads((kept / "metrics.json").read_text())["train_seconds"]
             timed[label] = (str(kept), seconds)
             continue
@@ -100,31 +116,24 @@ def runs_for_seed(args, runs: str, seed: int, encoder_source: str) -> dict[str, 
 
 
 def score(run, target_class: int, extractor: str, seed: int) -> dict:
-    from kerastl.vae.evaluate import evaluate_vae
-
-    from kerastl.data.sources import fashion_mnist_arrays
     from kerastl.metrics.diversity import diversity_ratio
+    from kerastl.vae.evaluate import evaluate_vae
     from kerastl.vae.model import load_vae
 
     report = evaluate_vae(run, "fashion_mnist", classes=str(target_class), iw_samples=0,
                           extractor=extractor, samples=SCORED, seed=seed)
-    _, (x_test, y_test) = fashion_mnist_arrays()
-    real = x_test[y_test == target_class][:SCORED, :, :, None]
     samples = load_vae(run).sample(SCORED, seed + 1)  # the samples FID/KID scored
     return {"neg_elbo": report["neg_elbo"], "fid": report["fid_kid"]["fid"],
-            "kid": report["fid_kid"]["kid"], "diversity": diversity_ratio(samples, real)}
+            "kid": report["fid_kid"]["kid"],
+            "diversity": diversity_ratio(samples, scored_images(target_class))}
 
 
 def bernoulli_floor(target_class: int) -> float:
     """The lowest negative log-likelihood any model can reach on the scored images (nats per
     image): pixels scored as Bernoulli probabilities of their grey level have an entropy of
     their own, so a relative ELBO gain is diluted by this constant."""
-    from kerastl.data.sources import fashion_mnist_arrays
-
-    _, (x_test, y_test) = fashion_mnist_arrays()
-    p = np.clip(x_test[y_test == target_class][:SCORED].astype(np.float64) / 255, 1e-12,
-                1 - 1e-12)
-    return float(np.mean(np.sum(-(p * np.log(p) + (1 - p) * np.log(1 - p)), axis=(1, 2))))
+    p = np.clip(scored_images(target_class).astype(np.float64) / 255, 1e-12, 1 - 1e-12)
+    return float(np.mean(np.sum(-(p * np.log(p) + (1 - p) * np.log(1 - p)), axis=(1, 2, 3))))
 
 
 def main() -> None:
