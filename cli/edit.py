@@ -27,7 +27,7 @@ def edit() -> None:
 @edit.command("train-color")
 @click.argument("data", required=False)
 @click.option("--backbone", type=BACKBONE_CHOICE, default=None,
-              help="Registered backbone [default: mobilenetv3small, or the one in a "
+              help=f"Registered backbone [default: {DEFAULT_BACKBONE}, or the one in a "
                    "--weights run].")
 @click.option("--weights", default=COLOR["weights"],
               help="imagenet, none, a .weights.h5 file, or a 'kerastl pretrain' run.")
@@ -78,8 +78,6 @@ def train_color(ctx: click.Context, data, resume_dir, **options) -> None:
         return
     if data is None:
         raise click.UsageError("give DATA, or --resume RUN to continue an interrupted run")
-    if options["backbone"] is None and options["weights"] in ("imagenet", "none"):
-        options["backbone"] = DEFAULT_BACKBONE
     _summarise_color(run_color(ColorConfig(data=data, verbose=ctx.obj["fit_verbose"],
                                            **options)))
 

@@ -13,7 +13,8 @@ from kerastl.errors import KerastlError
 from kerastl.data.pipeline import AUGMENTATIONS
 from kerastl.distribute import STRATEGIES
 from kerastl.settings import RunSettings
-from kerastl.transfer.schedule import RECIPES, SCHEDULES
+from kerastl.transfer.recipes import RECIPES
+from kerastl.transfer.schedule import SCHEDULES
 from kerastl.quickstart import DEFAULTS as QUICKSTART
 from kerastl_cli.main import cli
 from kerastl_cli.output import print_table
@@ -173,7 +174,7 @@ def schedule_options(command):
     for option in reversed([
         click.option("--backbone", type=BACKBONE_CHOICE, default=None,
                      help="Registered backbone (see 'kerastl backbones') [default: "
-                          "mobilenetv3small, or the one in a --weights run]."),
+                          f"{DEFAULT_BACKBONE}, or the one in a --weights run]."),
         click.option("--weights", default=DEFAULT["weights"],
                      help="imagenet, none, a .weights.h5 file, or a 'kerastl pretrain' run "
                           "directory."),
@@ -201,7 +202,7 @@ def schedule_options(command):
                           "times slower (ULMFiT: 2.6; 1: one rate)."),
         click.option("--gradual", is_flag=True,
                      help="Gradual unfreezing: one more block group per epoch of phase 2."),
-        click.option("--recipe", type=click.Choice(RECIPES),
+        click.option("--recipe", type=click.Choice(tuple(RECIPES)),
                      help="fine_tune (fastai): frozen epochs then all unfrozen at lr/2, "
                           "one-cycle, rates down to lr/100 at the lowest group. "
                           "backbone_finetuning (Lightning): unfreeze at epoch "
@@ -210,12 +211,6 @@ def schedule_options(command):
     ]):
         command = option(command)
     return command
-
-
-def _default_backbone(options: dict) -> dict:
-    if options["backbone"] is None and options["weights"] in ("imagenet", "none"):
-        options["backbone"] = DEFAULT_BACKBONE
-    return options
 
 
 @cli.command()
@@ -252,7 +247,7 @@ def finetune(ctx: click.Context, data, config_path, resume_dir, **options) -> No
     elif data is None:
         raise click.UsageError("give DATA, or --config to repeat an earlier run")
     else:
-        config = FinetuneConfig(data=data, **_default_backbone(options))
+        config = FinetuneConfig(data=data, **options)
     config.verbose = ctx.obj["fit_verbose"]
     _summarise(run_finetune(config))
 
@@ -277,7 +272,7 @@ def multitask(ctx: click.Context, data, heads, **options) -> None:
     from kerastl.transfer.finetune import FinetuneConfig, run_finetune
 
     config = FinetuneConfig(data=data, heads=list(heads), job="multitask",
-                            verbose=ctx.obj["fit_verbose"], **_default_backbone(options))
+                            verbose=ctx.obj["fit_verbose"], **options)
     _summarise(run_finetune(config))
 
 
@@ -390,7 +385,7 @@ def lr_find(data, steps, start_lr, end_lr, plot, **options) -> None:
     from kerastl.transfer.finetune import FinetuneConfig
     from kerastl.transfer.lr_find import lr_find as sweep
 
-    result = sweep(FinetuneConfig(data=data, **_default_backbone(options)), steps, start_lr,
+    result = sweep(FinetuneConfig(data=data, **options), steps, start_lr,
                    end_lr, plot)
     click.echo(f"Swept {len(result.rates)} rates from {result.rates[0]:.1e} to "
                f"{result.rates[-1]:.1e}. Suggested --lr {result.suggestion:.2g} "

@@ -12,7 +12,8 @@ import pytest
 
 from kerastl.backbones import layer_groups
 from kerastl.transfer.model import build_classifier, resolve_backbone
-from kerastl.transfer.schedule import apply_phase, plan_phases
+from kerastl.transfer.recipes import Budget, plan_phases
+from kerastl.transfer.schedule import apply_phase
 
 
 @pytest.fixture(scope="module", params=["resnet50", "vgg16", "inceptionv3"])
@@ -51,8 +52,7 @@ def _fit_one_step(model, lr):
 def test_phases_train_only_what_they_unfreeze(classifier):
     backbone, model = classifier
     groups = layer_groups(backbone.model, backbone.spec)
-    frozen, finetune = plan_phases(transfer=True, frozen_epochs=1, finetune_epochs=1, lr=0.1,
-                                   finetune_lr=None, unfreeze="1blocks", train_bn=False)
+    frozen, finetune = plan_phases(Budget(1, 1, 0.1, unfreeze="1blocks"))
     weighted = [layer for layer in backbone.model.layers if layer.weights]
     head = model.get_layer("predictions")
 

@@ -7,8 +7,8 @@ import pytest
 
 from kerastl.compute import normalise_jit, use_xla
 from kerastl.errors import KerastlError
-from kerastl.transfer.rates import GroupedAdam, GroupedAdamW, discriminative_factors, \
-    factor_for_ratio, make_schedule
+from kerastl.transfer.rates import GroupedAdam, GroupedAdamW, make_schedule
+from kerastl.transfer.recipes import discriminative_factors, factor_for_ratio
 
 
 def toy_model():
@@ -138,27 +138,28 @@ def test_lr_find_cli_writes_a_plot(session_folder, tmp_path):
 
 
 def test_backbone_rate_ramps_from_a_tenth_by_half_each_epoch_up_to_the_head_rate():
-    """Lightning's BackboneFinetuning: the callback sets each epoch's factor before it runs,
-    the head keeps its rate, and the factor stops at 1."""
+    """Lightning's BackboneFinetuning: the recipe's epoch hook sets each epoch's factor before
+    it runs, the head keeps its rate, and the factor stops at 1."""
     import keras
 
-    from kerastl.transfer.rates import RampBackboneRate
-    from kerastl.transfer.schedule import plan_phases
+    from kerastl.transfer.rates import RecipeEpochs
+    from kerastl.transfer.recipes import Budget, make_recipe, plan_phases
 
-    frozen, finetune = plan_phases(transfer=True, frozen_epochs=2, finetune_epochs=7, lr=1e-3,
-                                   finetune_lr=None, unfreeze="all", train_bn=False,
-                                   recipe="backbone_finetuning", schedule="constant")
+    recipe = make_recipe("backbone_finetuning")
+    frozen, finetune = plan_phases(Budget(2, 7, 1e-3, schedule="constant"), recipe=recipe)
     assert (frozen.epochs, frozen.unfreeze, finetune.unfreeze) == (2, "none", "all")
-    assert finetune.learning_rate == 1e-3 and finetune.backbone_ramp == pytest.approx(0.1)
+    assert finetune.learning_rate == 1e-3
+    opened, groups = {"low", "mid"}, [["low"], ["mid"]]
+    assert recipe.rate_factors(groups, frozen, set(), 0) is None  # nothing open, one rate
     model = toy_model()
-    optimizer = GroupedAdam(1e-3, rate_factors={"low": 0.1, "mid": 0.1})
+    optimizer = GroupedAdam(1e-3, rate_factors=recipe.rate_factors(groups, finetune, opened, 0))
     model.compile(optimizer, "mse")
     seen = []
     record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(
         optimizer._factor_values.numpy().copy()))
     rng = np.random.default_rng(0)
     model.fit(rng.normal(size=(8, 4)), rng.normal(size=(8, 1)), epochs=2 + 7, initial_epoch=2,
-              verbose=0, callbacks=[RampBackboneRate(optimizer, {"low", "mid"}, finetune, 2),
+              verbose=0, callbacks=[RecipeEpochs(recipe, optimizer, groups, finetune, opened, 2),
                                     record])
     paths = [v.path for v in model.trainable_variables]
     low = next(i for i, p in enumerate(paths) if "low" in p)

@@ -7,21 +7,21 @@ import pytest
 from kerastl.backbones import get_spec, layer_groups
 from kerastl.errors import KerastlError
 from kerastl.transfer.model import ResolvedBackbone, build_classifier, resolve_backbone
+from kerastl.transfer.recipes import Budget, FineTune, FreezeThenUnfreeze, make_recipe, \
+    plan_phases
 from kerastl.transfer.schedule import (FINETUNE, FROZEN, SCRATCH, Phase, apply_phase,
-                                       layers_to_unfreeze, parse_unfreeze, plan_phases)
+                                       layers_to_unfreeze, parse_unfreeze)
 
 
 def test_plan_with_transfer_has_two_phases_and_a_lower_rate():
-    phases = plan_phases(transfer=True, frozen_epochs=2, finetune_epochs=3, lr=1e-3,
-                         finetune_lr=None, unfreeze="all", train_bn=False)
+    phases = plan_phases(Budget(2, 3, 1e-3, unfreeze="all"))
     assert [p.name for p in phases] == [FROZEN, FINETUNE]
     assert phases[0].unfreeze == "none" and phases[1].unfreeze == "all"
     assert phases[1].learning_rate == pytest.approx(1e-4)
 
 
 def test_plan_from_scratch_is_one_phase_of_both_budgets():
-    (phase,) = plan_phases(transfer=False, frozen_epochs=2, finetune_epochs=3, lr=1e-3,
-                           finetune_lr=None, unfreeze="2blocks", train_bn=False)
+    (phase,) = plan_phases(Budget(2, 3, 1e-3, unfreeze="2blocks"), transfer=False)
     assert (phase.name, phase.epochs, phase.unfreeze, phase.train_bn) == (SCRATCH, 5, "all", True)
 
 
@@ -100,9 +100,8 @@ def test_bn_moving_statistics_move_only_with_train_bn(train_bn):
 
 def test_gradual_unfreezing_opens_exactly_one_more_group_each_epoch(small):
     backbone, groups = small
-    phases = plan_phases(transfer=True, frozen_epochs=1, finetune_epochs=6, lr=1e-3,
-                         finetune_lr=None, unfreeze="all", train_bn=False, gradual=True,
-                         group_count=len(groups))
+    phases = plan_phases(Budget(1, 6, 1e-3, group_count=len(groups)),
+                         recipe=FreezeThenUnfreeze(gradual=True))
     assert [p.name for p in phases] == [FROZEN, "unfreeze1", "unfreeze2", "unfreeze3",
                                         "unfreeze4", FINETUNE]
     assert [p.epochs for p in phases] == [1, 1, 1, 1, 1, 2]
@@ -118,13 +117,14 @@ def test_gradual_unfreezing_opens_exactly_one_more_group_each_epoch(small):
 
 
 def test_fine_tune_recipe_is_one_cycle_with_rates_down_to_a_hundredth():
-    frozen, finetune = plan_phases(transfer=True, frozen_epochs=1, finetune_epochs=4, lr=2e-3,
-                                   finetune_lr=None, unfreeze="2blocks", train_bn=False,
-                                   recipe="fine_tune", group_count=4)
+    frozen, finetune = plan_phases(Budget(1, 4, 2e-3, unfreeze="2blocks", group_count=4),
+                                   recipe=make_recipe("fine_tune"))
     assert (frozen.epochs, frozen.schedule, frozen.unfreeze) == (1, "onecycle", "none")
     assert (finetune.unfreeze, finetune.schedule) == ("all", "onecycle")
     assert finetune.learning_rate == pytest.approx(1e-3)
     assert finetune.group_factor ** 4 == pytest.approx(100.0)
+    assert isinstance(make_recipe("fine_tune"), FineTune)
     with pytest.raises(KerastlError, match="--recipe"):
-        plan_phases(transfer=True, frozen_epochs=1, finetune_epochs=1, lr=1e-3,
-                    finetune_lr=None, unfreeze="all", train_bn=False, recipe="fit")
+        make_recipe("fit")
+    with pytest.raises(KerastlError, match="--gradual"):  # they shape the default recipe only
+        make_recipe("fine_tune", gradual=True)

@@ -56,8 +56,8 @@ def test_backbone_finetuning_recipe_ramps_the_backbone_rate_in_a_real_run(tmp_pa
                     "--finetune-epochs", 3, "--runs-dir", tmp_path, "--name", "ramp")
     assert result.exit_code == 0, result.output
     log = (tmp_path / "ramp" / "run.log").read_text()
-    for epoch, factor in ((2, "0.1"), (3, "0.15"), (4, "0.225")):
-        assert f"epoch {epoch}: backbone rate x{factor} of the head's" in log
+    for epoch, factor in ((1, "0.1"), (2, "0.15"), (3, "0.225")):
+        assert f"epoch {epoch} of phase finetune: backbone rate x{factor} of the head's" in log
     config = json.loads((tmp_path / "ramp" / "config.json").read_text())
     assert [p["learning_rate"] for p in config["phases"]] == [1e-3, 1e-3]
 
@@ -116,3 +116,33 @@ def test_from_scratch_runs_get_bn_momentum_0_9_unless_told():
     assert momenta("none") == {0.9}
     assert momenta("none", 0.75) == {0.75}
     assert momenta(None) == {0.9}
+
+
+def test_a_registered_recipe_of_ones_own_drives_a_run_through_its_hooks(tmp_path):
+    """The trainer knows recipes only by their hooks: a user's subclass plans the phases,
+    opens the layers and is called before every epoch with the optimizer."""
+    from kerastl.transfer.recipes import RECIPES, Recipe, register_recipe
+    from kerastl.transfer.schedule import FINETUNE, FROZEN, Phase
+
+    calls = []
+
+    @register_recipe
+    class HeadThenTopBlock(Recipe):
+        name = "test_head_then_top_block"
+
+        def plan(self, budget):
+            return [Phase(FROZEN, 1, budget.lr, "none"), Phase(FINETUNE, 2, budget.lr, "1blocks")]
+
+        def finetune_function(self, optimizer, groups, phase, opened, epoch_in_phase):
+            calls.append((phase.name, epoch_in_phase, opened == set(groups[-1])))
+
+    try:
+        result = kerastl.finetune("sample", weights=SAMPLE_BACKBONE_DIR, classes="5-9",
+                                  per_class=4, recipe=HeadThenTopBlock.name, verbose=0,
+                                  runs_dir=tmp_path, name="own")
+    finally:
+        RECIPES.pop(HeadThenTopBlock.name)
+    assert calls == [(FROZEN, 0, False), (FINETUNE, 0, True), (FINETUNE, 1, True)]
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["settings"]["recipe"] == HeadThenTopBlock.name
+    assert [(p["name"], p["epochs"]) for p in config["phases"]] == [(FROZEN, 1), (FINETUNE, 2)]

@@ -43,7 +43,7 @@ class ColorConfig(ScaleSettings, DataSelection, RunSettings, PhaseSettings):
         check_choice(self, "schedule", SCHEDULES)
         parse_unfreeze(self.unfreeze)
         self.data = str(self.data)
-        self.weights = None if self.weights in (None, "none") else str(self.weights)
+        self._settle_weights()
         if self.image_size is None and pretrained_run_backbone(self.weights) is None:
             self.image_size = DEFAULT_SIZE
 

@@ -31,11 +31,14 @@ from kerastl.runs import COLOR_JOB, CONFIG_FILE, METRICS_FILE, RunDir, default_r
     run_path, versions
 from kerastl.transfer.model import ResolvedBackbone, backbone_of_run, resolve_backbone
 from kerastl.transfer.rates import make_optimizer, make_schedule
-from kerastl.transfer.schedule import Phase, apply_phase, plan_phases
+from kerastl.transfer.recipes import Budget, FreezeThenUnfreeze, plan_phases
+from kerastl.transfer.schedule import Phase
 
 log = logging.getLogger("kerastl")
 
 JOB = COLOR_JOB
+#: Colour correction trains the head, then the unfrozen backbone at a tenth of the rate.
+COLOR_RECIPE = FreezeThenUnfreeze()
 
 __all__ = ["ColorConfig", "ColorResult", "resume_color", "run_color", "train_color"]
 
@@ -111,10 +114,9 @@ def _train(config: ColorConfig, strategy, backbone: ResolvedBackbone, bundle: Da
 
 def _fit_phases(config: ColorConfig, backbone: ResolvedBackbone, bundle: DataBundle,
                 run: RunDir, resume: TrainingState | None) -> FittedPhases:
-    phases = plan_phases(transfer=backbone.transferred, frozen_epochs=config.frozen_epochs,
-                         finetune_epochs=config.finetune_epochs, lr=config.lr,
-                         finetune_lr=config.finetune_lr, unfreeze=config.unfreeze,
-                         train_bn=False, schedule=config.schedule)
+    budget = Budget(config.frozen_epochs, config.finetune_epochs, config.lr, config.finetune_lr,
+                    config.unfreeze, schedule=config.schedule)
+    phases = plan_phases(budget, transfer=backbone.transferred, recipe=COLOR_RECIPE)
     log.info("colour correction: %d training and %d validation images at %d px",
              len(bundle.train), len(bundle.val), backbone.meta.image_size)
     predictor = build_predictor(backbone)
@@ -146,7 +148,7 @@ class ColorPhases:
 
     def setup(self, phase: Phase, start: int, epochs_done: int) -> PhaseSetup:
         config = self.config
-        apply_phase(self.backbone.model, self.groups, phase)
+        COLOR_RECIPE.freeze_before_training(self.backbone.model, self.groups, phase)
         steps = -(-len(self.bundle.train) * config.copies // config.batch_size) * phase.epochs
         self.trainer.compile(
             optimizer=make_optimizer(make_schedule(phase.schedule, phase.learning_rate, steps)),

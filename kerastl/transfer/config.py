@@ -13,7 +13,8 @@ from kerastl.distribute import ScaleSettings
 from kerastl.errors import KerastlError
 from kerastl.runs import CLASSIFIER_JOBS
 from kerastl.settings import DataSelection, RunSettings, check_choice, check_settings
-from kerastl.transfer.schedule import RECIPES, SCHEDULES, parse_unfreeze
+from kerastl.transfer.recipes import RECIPES, make_recipe
+from kerastl.transfer.schedule import SCHEDULES, parse_unfreeze
 
 #: The backbone a classifier run uses when none is named (and no pretrained run gives one).
 DEFAULT_BACKBONE = "mobilenetv3small"
@@ -25,10 +26,12 @@ SELECT_MODES = {"accuracy": "max", "loss": "min"}
 @dataclasses.dataclass(kw_only=True)
 class PhaseSettings:
     """A backbone and its freeze-then-unfreeze schedule: what classifier and colour runs
-    share (:func:`kerastl.transfer.schedule.plan_phases` reads them). ``patience`` epochs
-    without a better validation figure end a phase early."""
+    share (a :class:`kerastl.transfer.recipes.Budget`). ``patience`` epochs
+    without a better validation figure end a phase early. Without a ``backbone``, a run
+    directory in ``weights`` names its own, and ImageNet or no weights mean
+    :data:`DEFAULT_BACKBONE`."""
 
-    backbone: str | None = DEFAULT_BACKBONE
+    backbone: str | None = None
     weights: str | None = "imagenet"
     image_size: int | None = None
     batch_size: int = 32
@@ -37,6 +40,12 @@ class PhaseSettings:
     finetune_lr: float | None = None
     unfreeze: str = "all"
     patience: int = 5
+
+    def _settle_weights(self) -> None:
+        """``weights`` as kerastl keeps it (None for none) and the backbone it implies."""
+        self.weights = None if self.weights in (None, "none") else str(self.weights)
+        if self.backbone is None and self.weights in (None, "imagenet"):
+            self.backbone = DEFAULT_BACKBONE
 
 
 #: (setting, low, high, low is open) of :class:`PhaseSettings`.
@@ -92,6 +101,7 @@ class FinetuneConfig(ScaleSettings, DataSelection, RunSettings, PhaseSettings):
                               ("schedule", SCHEDULES), ("recipe", (None, *RECIPES)),
                               ("job", CLASSIFIER_JOBS)):
             check_choice(self, name, choices)
+        make_recipe(self.recipe, group_factor=self.group_factor, gradual=self.gradual)
         self.class_weight = None if self.class_weight in (None, "none") else self.class_weight
         if self.heads and (self.label_smoothing or self.class_weight or self.mixup
                            or self.cutmix):
@@ -105,7 +115,7 @@ class FinetuneConfig(ScaleSettings, DataSelection, RunSettings, PhaseSettings):
         self.jit_compile = normalise_jit(self.jit_compile)
         check_precision(self.precision)
         self.data = str(self.data)
-        self.weights = None if self.weights in (None, "none") else str(self.weights)
+        self._settle_weights()
 
 
 #: (setting, low, high, low is open): what FinetuneConfig accepts; the CLI's types agree.

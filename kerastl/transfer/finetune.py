@@ -30,9 +30,9 @@ from kerastl.transfer.model import ResolvedBackbone, backbone_of_run, build_clas
     resolve_backbone
 from kerastl.settings import from_settings
 from kerastl.transfer.config import SELECT_MODES, FinetuneConfig
-from kerastl.transfer.rates import RampBackboneRate, discriminative_factors, make_optimizer, \
-    make_schedule
-from kerastl.transfer.schedule import Phase, apply_phase, plan_phases, ramp_factor
+from kerastl.transfer.rates import RecipeEpochs, make_optimizer, make_schedule
+from kerastl.transfer.recipes import Budget, Recipe, make_recipe, plan_phases
+from kerastl.transfer.schedule import Phase
 
 log = logging.getLogger("kerastl")
 
@@ -165,13 +165,15 @@ def _fit_phases(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: Data
 
 def plan_run_phases(config: FinetuneConfig, backbone: ResolvedBackbone) -> list[Phase]:
     """The phases a run of ``config`` trains (``lr_find`` sweeps the first)."""
-    return plan_phases(transfer=backbone.transferred, frozen_epochs=config.frozen_epochs,
-                       finetune_epochs=config.finetune_epochs, lr=config.lr,
-                       finetune_lr=config.finetune_lr, unfreeze=config.unfreeze,
-                       train_bn=config.train_bn, schedule=config.schedule,
-                       group_factor=config.group_factor, gradual=config.gradual,
-                       recipe=config.recipe,
-                       group_count=len(layer_groups(backbone.model, backbone.spec)))
+    budget = Budget(config.frozen_epochs, config.finetune_epochs, config.lr, config.finetune_lr,
+                    config.unfreeze, config.train_bn, config.schedule,
+                    len(layer_groups(backbone.model, backbone.spec)))
+    return plan_phases(budget, transfer=backbone.transferred, recipe=run_recipe(config))
+
+
+def run_recipe(config: FinetuneConfig) -> Recipe:
+    """The recipe object ``config`` names (its hooks freeze layers and set rates)."""
+    return make_recipe(config.recipe, group_factor=config.group_factor, gradual=config.gradual)
 
 
 def build_run_model(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBundle,
@@ -217,6 +219,7 @@ class PhaseTrainer:
         self.config, self.model, self.backbone, self.bundle = config, model, backbone, bundle
         self.heads = heads or []
         self.groups = layer_groups(backbone.model, backbone.spec)
+        self.recipe = run_recipe(config)
         self.one_hot = config.mixup or config.cutmix or config.label_smoothing > 0
         strategy = tensorflow().distribute.get_strategy()
         self.replicas = strategy.num_replicas_in_sync
@@ -227,7 +230,7 @@ class PhaseTrainer:
     def setup(self, phase: Phase, start: int, epochs_done: int) -> PhaseSetup:
         """Open the backbone as ``phase`` says and compile what it fits (a fresh optimizer,
         on the phase's schedule from ``epochs_done`` of its epochs on)."""
-        opened = apply_phase(self.backbone.model, self.groups, phase)
+        opened = self.recipe.freeze_before_training(self.backbone.model, self.groups, phase)
         cached = self.config.feature_cache and not self.heads and not self.own_loop and \
             can_cache_features(bool(opened), self.config.augment, self.one_hot, phase.train_bn)
         fit_model, train_ds, val_ds = self._features_and_head() if cached else \
@@ -239,19 +242,14 @@ class PhaseTrainer:
         optimizer = self._optimizer(phase, opened, epochs_done)
         fit_model.compile(optimizer=optimizer, jit_compile=self.xla,
                           steps_per_execution=self._steps_per_execution(), **self._objectives())
-        ramp = [RampBackboneRate(optimizer, opened, phase, start)] \
-            if phase.backbone_ramp != 1.0 and opened else []
-        return PhaseSetup(fit_model, train_ds, val_ds, ramp, class_weight=self._class_weight())
+        hook = RecipeEpochs(self.recipe, optimizer, self.groups, phase, opened, start)
+        return PhaseSetup(fit_model, train_ds, val_ds, [hook], class_weight=self._class_weight())
 
     def _optimizer(self, phase: Phase, opened: set[str], epochs_done: int = 0):
         """A fresh optimizer per phase (none meets a variable it was not built on), on the
-        phase's schedule, with per-group rates or a ramping backbone rate where the phase
-        asks for them."""
+        phase's schedule, with the per-layer rates the recipe gives the phase's epoch."""
         steps = -(-len(self.bundle.train) // self.config.batch_size) * phase.epochs
-        factors = discriminative_factors(self.groups, phase.group_factor, opened) \
-            if opened and phase.group_factor != 1.0 else None
-        if opened and phase.backbone_ramp != 1.0:
-            factors = dict.fromkeys(opened, ramp_factor(phase, epochs_done))
+        factors = self.recipe.rate_factors(self.groups, phase, opened, epochs_done)
         if factors:
             log.info("discriminative rates: x%.3g at the lowest unfrozen group, x%.3g at the "
                      "top one", min(factors.values()), max(factors.values()))

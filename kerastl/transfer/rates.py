@@ -5,20 +5,19 @@ gradient's own scale), so discriminative rates scale the *learning rate* per
 variable: :class:`GroupedAdam` / :class:`GroupedAdamW` multiply the rate of
 each variable by its layer's factor inside ``update_step``. The factors live in
 an optimizer variable, so they are saved with its state and a callback can
-change them between epochs (a backbone rate ramping up to the head's).
+change them between epochs (a recipe's :meth:`~kerastl.transfer.recipes.Recipe.finetune_function`,
+such as a backbone rate ramping up to the head's).
 """
 
 from __future__ import annotations
 
-import logging
 import math
 
 from kerastl._tf import keras_module
 from kerastl.errors import KerastlError
-from kerastl.transfer.schedule import SCHEDULES, ramp_factor
+from kerastl.transfer.schedule import SCHEDULES
 
 keras = keras_module()
-log = logging.getLogger("kerastl")
 
 #: Share of a phase's steps spent warming up under ``cosine``.
 WARMUP_SHARE = 0.1
@@ -75,30 +74,6 @@ class GroupedAdam(_GroupedRates, keras.optimizers.Adam):
 @keras.saving.register_keras_serializable(package="kerastl")
 class GroupedAdamW(_GroupedRates, keras.optimizers.AdamW):
     """AdamW with a learning-rate factor per layer (discriminative rates)."""
-
-
-def discriminative_factors(groups: list[list[str]], group_factor: float,
-                           opened: set[str] | None = None) -> dict[str, float]:
-    """Each backbone block group trains ``group_factor`` times slower than the one above it
-    (ULMFiT's 2.6); the top group at ``1 / group_factor``, the head (not listed) at 1.
-
-    Only the groups with a layer in ``opened`` count, so the lowest *training* group
-    gets the lowest rate however many are frozen.
-    """
-    if group_factor <= 0:
-        raise KerastlError(f"--group-factor must be positive. Received: {group_factor}")
-    live = [g for g in groups if opened is None or any(name in opened for name in g)]
-    factors = {}
-    for depth, group in enumerate(reversed(live), start=1):
-        for name in group:
-            factors[name] = float(group_factor ** -depth)
-    return factors
-
-
-def factor_for_ratio(ratio: float, groups: int) -> float:
-    """The per-group factor that puts the lowest of ``groups`` groups at ``1 / ratio`` of the
-    head's rate (fastai's ``slice(lr / ratio, lr)``)."""
-    return float(ratio ** (1.0 / max(groups, 1)))
 
 
 @keras.saving.register_keras_serializable(package="kerastl")
@@ -159,16 +134,16 @@ def make_optimizer(learning_rate, weight_decay: float = 0.0,
     return keras.optimizers.Adam(learning_rate)
 
 
-class RampBackboneRate(keras.callbacks.Callback):
-    """Lightning's ``BackboneFinetuning`` ramp: before each epoch of ``phase`` (which began at
-    epoch ``start``), the backbone layers ``names`` train at :func:`ramp_factor` of the head's
-    rate. Computed from the epoch, so a resumed run picks up the same factor."""
+class RecipeEpochs(keras.callbacks.Callback):
+    """Calls ``recipe.finetune_function`` before each epoch of ``phase`` (which began at epoch
+    ``start``), with the phase's optimizer and the backbone layers it opened. Computed from
+    the epoch, so a resumed run gets what an uninterrupted one got."""
 
-    def __init__(self, optimizer, names, phase, start: int):
+    def __init__(self, recipe, optimizer, groups, phase, opened, start: int):
         super().__init__()
-        self.optimizer, self.names, self.phase, self.start = optimizer, set(names), phase, start
+        self.recipe, self.optimizer, self.groups = recipe, optimizer, groups
+        self.phase, self.opened, self.start = phase, set(opened), start
 
     def on_epoch_begin(self, epoch, logs=None):
-        factor = ramp_factor(self.phase, epoch - self.start)
-        self.optimizer.set_factors({name: factor for name in self.names})
-        log.info("epoch %d: backbone rate x%.3g of the head's", epoch + 1, factor)
+        self.recipe.finetune_function(self.optimizer, self.groups, self.phase, self.opened,
+                                      epoch - self.start)
