@@ -13,6 +13,7 @@ from kerastl.errors import KerastlError
 from kerastl.data.pipeline import AUGMENTATIONS
 from kerastl.distribute import STRATEGIES
 from kerastl.settings import RunSettings
+from kerastl.task import PRIMARY
 from kerastl.transfer.recipes import RECIPES
 from kerastl.transfer.schedule import SCHEDULES
 from kerastl.quickstart import DEFAULTS as QUICKSTART
@@ -352,7 +353,7 @@ def _summarise(result) -> None:
     for split in ("val", "test"):
         if split in result.metrics:
             m = result.metrics[split]
-            rows.append({"split": split, "head": "class", "images": m["n"],
+            rows.append({"split": split, "head": PRIMARY, "images": m["n"],
                          "accuracy": m["accuracy"], "top5": m.get("top5_accuracy"),
                          "macro_f1": m["macro_f1"]})
             rows.extend({"split": split, "head": name, "images": h["n"],

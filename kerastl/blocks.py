@@ -113,14 +113,11 @@ def seed_from_run(network, run: str, option: str) -> list[str]:
     the setting in errors)."""
     from kerastl import layers  # noqa: F401 - registers Preprocess for loading
     from kerastl.runs import CLASSIFIER_JOBS, load_keras_model, require_job, resolve_model_file
+    from kerastl.task import task_parts
 
     require_job(run, CLASSIFIER_JOBS, option)
     classifier = load_keras_model(resolve_model_file(run), compile=False)
-    try:
-        backbone = classifier.get_layer("backbone")
-    except ValueError:
-        raise KerastlError(f"{run} has no backbone: pass a kerastl classifier run") from None
-    return seed_from_backbone(network, backbone)
+    return seed_from_backbone(network, task_parts(classifier, run).backbone)
 
 
 def seed_from_backbone(network, backbone) -> list[str]:

@@ -26,7 +26,8 @@ from kerastl._tf import tensorflow
 from kerastl.data.images import BadImage, load_image
 from kerastl.errors import DataError, KerastlError
 from kerastl.report import save_image_grid
-from kerastl.serving import PRIMARY, Classifier, load_classifier
+from kerastl.serving import Classifier, load_classifier
+from kerastl.task import PRIMARY
 
 #: Name of the softmax Dense layer whose input gives logits (Keras Applications and kerastl).
 SCORE_LAYER = "predictions"

@@ -18,7 +18,8 @@ from kerastl.data.split import narrow
 from kerastl.errors import DataError
 from kerastl.metrics import classification_report
 from kerastl.runs import CONFIG_FILE, atomic_write_text, check_output_file
-from kerastl.serving import PRIMARY, Classifier, load_classifier
+from kerastl.serving import Classifier, load_classifier
+from kerastl.task import PRIMARY
 
 
 def evaluate_heads(model, data: ImageSet, heads: list, split: str, batch_size: int = 64) -> dict:

@@ -19,9 +19,8 @@ from kerastl._tf import silenced_stderr, tensorflow
 from kerastl.errors import DataError, ModelFileError, RunDirError
 from kerastl.runs import CLASSIFIER_JOBS, LABELS_FILE, load_keras_model, read_labels, \
     require_job, resolve_model_file
+from kerastl.task import PRIMARY
 
-#: The primary head's key in a multi-task model's outputs (and in ``heads.json``).
-PRIMARY = "class"
 
 
 def primary_output(outputs):

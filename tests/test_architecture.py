@@ -12,6 +12,7 @@ ROOT = Path(kerastl.__file__).parent
 TASKS = ("kerastl.transfer", "kerastl.gan", "kerastl.vae", "kerastl.edit", "kerastl.export",
          "kerastl.inference", "kerastl.quickstart")
 BUILDING_BLOCKS = ("kerastl.data", "kerastl.metrics", "kerastl.serving", "kerastl.runs",
+                   "kerastl.task",
                    "kerastl.blocks", "kerastl.latents", "kerastl._lazy",
                    "kerastl.errors", "kerastl.settings", "kerastl.colorspace",
                    "kerastl.backbones", "kerastl.layers", "kerastl.report",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from kerastl._tf import tensorflow
 from kerastl.data.imageset import ImageSet
 from kerastl.errors import KerastlError
+from kerastl.task import PRIMARY
 
 AUGMENTATIONS = ("none", "shift", "light", "randaugment")
 
@@ -78,7 +79,7 @@ def make_dataset(data: ImageSet, batch_size: int, *, training: bool = False, see
     With ``training`` the data is reshuffled each epoch and augmented. Labels are
     class indices, or one-hot with ``one_hot`` (which ``mixup`` and ``cutmix`` need).
     With ``label_maps`` ({head: lookup array over the classes}) labels become a
-    dict: the class index under ``"class"`` and each head's label under its name.
+    dict: the class index under :data:`~kerastl.task.PRIMARY` and each head's label under its name.
     ``drop_remainder`` drops a last, smaller batch (several replicas must not see
     an uneven split: their gradient all-reduce then fails on mismatched shapes).
     """
@@ -108,7 +109,7 @@ def make_dataset(data: ImageSet, batch_size: int, *, training: bool = False, see
                 mixed = mixer({"images": images, "labels": labels}, training=True)
                 images, labels = mixed["images"], mixed["labels"]
         if label_maps:
-            labels = {"class": labels, **{name: tf.gather(tf.constant(lookup), labels)
+            labels = {PRIMARY: labels, **{name: tf.gather(tf.constant(lookup), labels)
                                           for name, lookup in label_maps.items()}}
         return images, labels
 

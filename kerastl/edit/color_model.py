@@ -12,6 +12,7 @@ from __future__ import annotations
 from kerastl._tf import keras_module, tensorflow
 from kerastl.edit import color_ops
 from kerastl.colorspace import rgb_to_lab
+from kerastl.task import build_task
 
 keras = keras_module()
 
@@ -78,25 +79,20 @@ def lab_l1_loss(y_true, y_pred):
 
 
 def build_predictor(backbone, *, hidden: int = 128, dropout: float = 0.1):
-    """``image (0-255) -> Preprocess -> backbone -> pooling (+ colour statistics) -> Dense ->
-    six parameters``.
+    """The colour task (:func:`kerastl.task.build_task`): the pooled features of the backbone
+    beside the image's colour statistics -> Dense -> six parameters.
 
     ``backbone`` is a :class:`~kerastl.transfer.model.ResolvedBackbone`.
     """
-    from kerastl.layers import Preprocess
+    def head(features, image):
+        x = keras.layers.Concatenate(name="features")(
+            [features, ColorStatistics(name="statistics")(image)])
+        x = keras.layers.Dense(hidden, activation="relu", name="head_hidden")(x)
+        x = keras.layers.Dense(len(color_ops.ADJUSTMENTS), activation="tanh", dtype="float32",
+                               name="params_unit")(x)
+        return ScaleToRanges(dtype="float32", name=PARAMS)(x)
 
-    size = backbone.meta.image_size
-    inputs = keras.Input((size, size, 3), name="image")
-    x = Preprocess(backbone.meta.preprocessing, name="preprocess")(inputs)
-    x = backbone.model(x, training=False)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    x = keras.layers.Concatenate(name="features")([x, ColorStatistics(name="statistics")(inputs)])
-    x = keras.layers.Dense(hidden, activation="relu", name="head_hidden")(x)
-    x = keras.layers.Dense(len(color_ops.ADJUSTMENTS), activation="tanh", dtype="float32",
-                           name="params_unit")(x)
-    params = ScaleToRanges(dtype="float32", name=PARAMS)(x)
-    return keras.Model(inputs, params, name=f"{backbone.meta.name}_color")
+    return build_task(backbone, head, dropout=dropout, name=f"{backbone.meta.name}_color")
 
 
 def build_trainer(predictor):

@@ -137,14 +137,11 @@ def _classifier_features(run: str):
 
     from kerastl import layers  # noqa: F401 - registers Preprocess for loading
     from kerastl.runs import resolve_model_file
+    from kerastl.task import task_parts
 
     path = resolve_model_file(Path(run))
     classifier = keras.models.load_model(path, compile=False)
-    try:
-        pooled = classifier.get_layer("pool").output
-    except ValueError:
-        raise KerastlError(f"{run} has no 'pool' layer: use a classifier trained by "
-                           "kerastl finetune or pretrain") from None
+    pooled = task_parts(classifier, run).pooled
     model = keras.Model(classifier.inputs, pooled, name="domain_features")
     return model, tuple(int(d) for d in classifier.input_shape[1:3])
 

@@ -4,7 +4,8 @@ With the backbone frozen, called in inference mode, and no augmentation, every
 epoch of phase 1 would push the same images through the same frozen layers to
 the same pooled features. kerastl computes them once and trains the head (the
 classifier's own dropout and dense layers, shared) on them: the same model,
-for one forward pass instead of one per epoch.
+for one forward pass instead of one per epoch (the model is split at its pooled
+features by :func:`kerastl.task.split_at_features`).
 """
 
 from __future__ import annotations
@@ -18,18 +19,6 @@ def can_cache_features(phase_unfreezes: bool, augment: str, mixing: bool,
     """Pooled features are fixed only with nothing unfrozen, no augmentation or mixing,
     and BatchNorm (and any in-backbone dropout) in inference mode."""
     return not phase_unfreezes and augment == "none" and not mixing and not train_bn
-
-
-def split_at_features(model):
-    """(extractor: image -> pooled features, head: features -> probabilities), sharing layers."""
-    import keras
-
-    pooled = model.get_layer("pool").output
-    extractor = keras.Model(model.input, pooled, name="feature_extractor")
-    features = keras.Input(pooled.shape[1:], name="features")
-    x = model.get_layer("head_dropout")(features)
-    head = keras.Model(features, model.get_layer("predictions")(x), name="head")
-    return extractor, head
 
 
 def features_of(extractor, data: ImageSet, batch_size: int) -> ImageSet:

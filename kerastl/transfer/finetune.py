@@ -23,9 +23,9 @@ from kerastl.errors import KerastlError
 from kerastl.report import plot_confusion, plot_history
 from kerastl.runs import CLASSIFIER_JOBS, CONFIG_FILE, HEADS_FILE, LABELS_FILE, \
     METRICS_FILE, RunDir, default_run_name, run_path, versions
-from kerastl.serving import PRIMARY
+from kerastl.task import PRIMARY, split_at_features, task_parts
 from kerastl.transfer.heads import Head, lookups, make_head, parse_head
-from kerastl.transfer.feature_cache import can_cache_features, features_of, split_at_features
+from kerastl.transfer.feature_cache import can_cache_features, features_of
 from kerastl.transfer.model import ResolvedBackbone, backbone_of_run, build_classifier, \
     resolve_backbone
 from kerastl.settings import from_settings
@@ -345,7 +345,7 @@ def _plots(run: RunDir, rows, phase_starts, metrics, class_names) -> None:
 def _save_backbone(run: RunDir, model, backbone: ResolvedBackbone, bundle: DataBundle) -> None:
     meta = dataclasses.replace(backbone.meta, source_classes=list(bundle.class_names),
                                source_data=bundle.spec)
-    run.save_model(model.get_layer("backbone"), BACKBONE_FILE)
+    run.save_model(task_parts(model).backbone, BACKBONE_FILE)
     run.write_text(BACKBONE_META, meta.to_json() + "\n")
 
 

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from kerastl.errors import KerastlError
-from kerastl.serving import PRIMARY
+from kerastl.task import PRIMARY
 
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from kerastl import backbones
 from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, BackboneMeta
 from kerastl.errors import WeightsError
-from kerastl.serving import PRIMARY
+from kerastl.task import PRIMARY, build_task
 
 FROM_SCRATCH_BN_MOMENTUM = 0.9
 
@@ -104,30 +104,23 @@ def _load_saved_backbone(path: Path, name: str | None, image_size: int | None,
 
 def build_classifier(backbone: ResolvedBackbone, num_classes: int, *, dropout: float = 0.2,
                      train_bn: bool = False, extra_heads: dict[str, int] | None = None):
-    """``image (0-255) -> Preprocess -> backbone -> pooling -> dropout -> softmax``.
+    """The classification task (:func:`kerastl.task.build_task`): a softmax on the pooled
+    features of the backbone.
 
     With ``extra_heads`` ({name: classes}) the outputs are a dict: the primary
-    softmax under ``"class"`` and one softmax per extra head, all on the same
-    pooled features (one shared backbone).
-
-    Unless BatchNorm is to train, the backbone is called with ``training=False``,
-    so its BatchNorm keeps its moving statistics and any dropout or drop-connect
-    inside it stays off, frozen or not.
+    softmax under :data:`~kerastl.task.PRIMARY` and one softmax per extra head, all on the
+    same pooled features (one shared backbone).
     """
     import keras
 
-    from kerastl.layers import Preprocess
+    def head(features, image):
+        outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
+                                     name="predictions")(features)
+        if not extra_heads:
+            return outputs
+        return {PRIMARY: outputs, **{
+            name: keras.layers.Dense(n, activation="softmax", dtype="float32", name=name)(
+                features) for name, n in extra_heads.items()}}
 
-    size = backbone.meta.image_size
-    inputs = keras.Input((size, size, 3), name="image")
-    x = Preprocess(backbone.meta.preprocessing, name="preprocess")(inputs)
-    x = backbone.model(x, training=None if train_bn else False)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
-                                 name="predictions")(x)
-    if extra_heads:
-        outputs = {PRIMARY: outputs, **{
-            name: keras.layers.Dense(n, activation="softmax", dtype="float32", name=name)(x)
-            for name, n in extra_heads.items()}}
-    return keras.Model(inputs, outputs, name=f"{backbone.meta.name}_classifier")
+    return build_task(backbone, head, dropout=dropout, train_bn=train_bn,
+                      name=f"{backbone.meta.name}_classifier")
