@@ -76,6 +76,15 @@ class Recipe:
         :meth:`rate_factors` of the phase's first epoch trained). Nothing by default."""
 
 
+def _head_alone(budget: Budget, schedule: str) -> Phase:
+    """The first phase of every recipe: the head alone at the budget's ``lr``."""
+    return Phase(FROZEN, budget.frozen_epochs, budget.lr, "none", budget.train_bn, schedule)
+
+
+def _with_epochs(*phases: Phase) -> list[Phase]:
+    return [phase for phase in phases if phase.epochs > 0]
+
+
 @dataclasses.dataclass(frozen=True)
 class FreezeThenUnfreeze(Recipe):
     """``frozen_epochs`` of the head alone at ``lr``, then ``finetune_epochs`` with the
@@ -89,20 +98,13 @@ class FreezeThenUnfreeze(Recipe):
 
     def plan(self, budget: Budget) -> list[Phase]:
         b = budget
-        phases = []
-        if b.frozen_epochs > 0:
-            phases.append(Phase(FROZEN, b.frozen_epochs, b.lr, "none", b.train_bn, b.schedule))
         rate = b.finetune_lr if b.finetune_lr is not None else b.lr / 10
-        remaining = b.finetune_epochs
-        if self.gradual:
-            opened = min(remaining, b.group_count)
-            phases += [Phase(f"unfreeze{k}", 1, rate, f"{k}blocks", b.train_bn, b.schedule,
-                             self.group_factor) for k in range(1, opened + 1)]
-            remaining -= opened
-        if remaining > 0:
-            phases.append(Phase(FINETUNE, remaining, rate, b.unfreeze, b.train_bn, b.schedule,
-                                self.group_factor))
-        return phases
+        opened = min(b.finetune_epochs, b.group_count) if self.gradual else 0
+        gradual = [Phase(f"unfreeze{k}", 1, rate, f"{k}blocks", b.train_bn, b.schedule,
+                         self.group_factor) for k in range(1, opened + 1)]
+        return _with_epochs(_head_alone(b, b.schedule), *gradual,
+                            Phase(FINETUNE, b.finetune_epochs - opened, rate, b.unfreeze,
+                                  b.train_bn, b.schedule, self.group_factor))
 
 
 #: fastai's ``fine_tune``: the rate of the lowest block group is the head's / 100.
@@ -120,13 +122,9 @@ class FineTune(Recipe):
 
     def plan(self, budget: Budget) -> list[Phase]:
         b = budget
-        phases = []
-        if b.frozen_epochs > 0:
-            phases.append(Phase(FROZEN, b.frozen_epochs, b.lr, "none", b.train_bn, "onecycle"))
-        if b.finetune_epochs > 0:
-            phases.append(Phase(FINETUNE, b.finetune_epochs, b.lr / 2, "all", b.train_bn,
-                                "onecycle", factor_for_ratio(self.ratio, b.group_count)))
-        return phases
+        return _with_epochs(_head_alone(b, "onecycle"),
+                            Phase(FINETUNE, b.finetune_epochs, b.lr / 2, "all", b.train_bn,
+                                  "onecycle", factor_for_ratio(self.ratio, b.group_count)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,10 +139,9 @@ class BackboneFinetuning(Recipe):
 
     def plan(self, budget: Budget) -> list[Phase]:
         b = budget
-        return [phase for phase in (
-            Phase(FROZEN, b.frozen_epochs, b.lr, "none", b.train_bn, b.schedule),
-            Phase(FINETUNE, b.finetune_epochs, b.lr, "all", b.train_bn, b.schedule))
-            if phase.epochs > 0]
+        return _with_epochs(_head_alone(b, b.schedule),
+                            Phase(FINETUNE, b.finetune_epochs, b.lr, "all", b.train_bn,
+                                  b.schedule))
 
     def ramp(self, epoch_in_phase: int) -> float:
         """The backbone's share of the head's rate in the unfrozen phase's epoch."""
