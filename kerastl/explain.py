@@ -27,10 +27,8 @@ from kerastl.data.images import BadImage, load_image
 from kerastl.errors import DataError, KerastlError
 from kerastl.report import save_image_grid
 from kerastl.serving import Classifier, load_classifier
-from kerastl.task import PRIMARY
+from kerastl.task import PREDICTIONS, PRIMARY
 
-#: Name of the softmax Dense layer whose input gives logits (Keras Applications and kerastl).
-SCORE_LAYER = "predictions"
 GRID_FILE = "gradcam.png"
 
 
@@ -133,7 +131,7 @@ def _score_layer(model):
         if not isinstance(owner, keras.Model):
             continue
         try:
-            layer = owner.get_layer(SCORE_LAYER)
+            layer = owner.get_layer(PREDICTIONS)
         except ValueError:
             continue
         if isinstance(layer, keras.layers.Dense) and \

@@ -14,6 +14,20 @@ _TORCH_MEAN = (0.485, 0.456, 0.406)
 _TORCH_STD = (0.229, 0.224, 0.225)
 
 
+def _scaling_layer(mode: str, dtype):
+    """The Keras layer that scales ``mode``'s pixels (None for ``none``)."""
+    if mode == "tf":
+        return keras.layers.Rescaling(1 / 127.5, offset=-1.0, dtype=dtype)
+    if mode == "torch":  # (x / 255 - mean) / std
+        return keras.layers.Normalization(
+            mean=[255.0 * m for m in _TORCH_MEAN],
+            variance=[(255.0 * s) ** 2 for s in _TORCH_STD], dtype=dtype)
+    if mode == "caffe":
+        return keras.layers.Normalization(mean=list(_CAFFE_MEAN_BGR), variance=[1.0] * 3,
+                                          dtype=dtype)
+    return None
+
+
 @keras.saving.register_keras_serializable(package="kerastl")
 class Preprocess(keras.layers.Layer):
     """Map RGB pixels in 0-255 to what a backbone expects.
@@ -25,7 +39,9 @@ class Preprocess(keras.layers.Layer):
     EfficientNetV2, ConvNeXt).
 
     Living inside the model, it makes training, ``predict`` and every export
-    see the same preprocessing.
+    see the same preprocessing. The arithmetic is Keras' own layers (``Rescaling`` for
+    ``tf``, ``Normalization`` with fixed statistics for ``torch`` and ``caffe``), which hold
+    no variables: a saved model keeps only the mode.
     """
 
     def __init__(self, mode: str = "tf", **kwargs):
@@ -33,19 +49,20 @@ class Preprocess(keras.layers.Layer):
         if mode not in PREPROCESSING_MODES:
             raise ValueError(f"mode must be one of {PREPROCESSING_MODES}. Received: mode={mode!r}")
         self.mode = mode
+        self.scale = _scaling_layer(mode, self.dtype_policy)
+
+    def build(self, input_shape):
+        # Built here, eagerly: Normalization turns its fixed statistics into tensors when it
+        # builds, and built lazily inside this layer's symbolic call they would belong to a
+        # scratch graph and be unusable after it ("out of scope").
+        if self.scale is not None:
+            self.scale.build(input_shape)
 
     def call(self, images):
         images = ops.cast(images, self.compute_dtype)
-        if self.mode == "tf":
-            return images / 127.5 - 1.0
-        if self.mode == "torch":
-            mean = ops.convert_to_tensor(_TORCH_MEAN, self.compute_dtype)
-            std = ops.convert_to_tensor(_TORCH_STD, self.compute_dtype)
-            return (images / 255.0 - mean) / std
         if self.mode == "caffe":
-            mean = ops.convert_to_tensor(_CAFFE_MEAN_BGR, self.compute_dtype)
-            return ops.flip(images, axis=-1) - mean
-        return images
+            images = ops.flip(images, axis=-1)  # RGB -> BGR
+        return images if self.scale is None else self.scale(images)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -21,6 +21,8 @@ from kerastl.errors import KerastlError
 
 #: The primary head's key in a multi-task model's outputs, labels and ``heads.json``.
 PRIMARY = "class"
+#: The primary softmax layer's name (Keras Applications' classifiers use the same).
+PREDICTIONS = "predictions"
 
 
 @dataclasses.dataclass

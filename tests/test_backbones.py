@@ -46,10 +46,18 @@ def test_bn_momentum_is_set_everywhere():
     ("tf", keras.applications.inception_v3.preprocess_input),
     ("torch", keras.applications.densenet.preprocess_input),
 ])
-def test_preprocess_layer_matches_keras_applications(mode, reference):
+def test_preprocess_layer_matches_keras_applications(mode, reference, tmp_path):
+    """Called eagerly, and inside a model saved and loaded again (Keras' Normalization with
+    fixed statistics, built inside a symbolic call, fails there)."""
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype(np.float32)
+    expected = reference(pixels.copy())
     ours = keras.ops.convert_to_numpy(Preprocess(mode)(pixels))
-    np.testing.assert_allclose(ours, reference(pixels.copy()), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-4)
+    inputs = keras.Input((4, 4, 3))
+    keras.Model(inputs, Preprocess(mode)(inputs)).save(tmp_path / "preprocess.keras")
+    loaded = keras.models.load_model(tmp_path / "preprocess.keras")
+    assert not loaded.weights  # a saved model keeps the mode, no statistics
+    np.testing.assert_allclose(loaded.predict(pixels, verbose=0), expected, rtol=1e-5, atol=1e-4)
 
 
 def test_imagenet_download_failure_is_one_line(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ from pathlib import Path
 from kerastl import backbones
 from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, BackboneMeta
 from kerastl.errors import WeightsError
-from kerastl.task import PRIMARY, build_task
+from kerastl.task import PREDICTIONS, PRIMARY, build_task
 
 FROM_SCRATCH_BN_MOMENTUM = 0.9
 
@@ -115,7 +115,7 @@ def build_classifier(backbone: ResolvedBackbone, num_classes: int, *, dropout: f
 
     def head(features, image):
         outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
-                                     name="predictions")(features)
+                                     name=PREDICTIONS)(features)
         if not extra_heads:
             return outputs
         return {PRIMARY: outputs, **{
