@@ -23,7 +23,7 @@ from kerastl.errors import KerastlError
 from kerastl.report import plot_confusion, plot_history
 from kerastl.runs import CLASSIFIER_JOBS, CONFIG_FILE, HEADS_FILE, LABELS_FILE, \
     METRICS_FILE, RunDir, default_run_name, run_path, versions
-from kerastl.task import PRIMARY, split_at_features, task_parts
+from kerastl.task import PRIMARY, split_at_features
 from kerastl.transfer.heads import Head, lookups, make_head, parse_head
 from kerastl.transfer.feature_cache import can_cache_features, features_of
 from kerastl.transfer.model import ResolvedBackbone, backbone_of_run, build_classifier, \
@@ -206,7 +206,7 @@ def _finish(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBund
     run.write_json(METRICS_FILE, metrics)
     _plots(run, fitted.history.rows, fitted.phase_starts, metrics, bundle.class_names)
     if config.save_backbone:
-        _save_backbone(run, best_model, backbone, bundle)
+        _save_backbone(run, backbone, bundle)
     return FinetuneResult(best_model, run.path, metrics, fitted.history.rows, config, bundle)
 
 
@@ -251,8 +251,8 @@ class PhaseTrainer:
         steps = -(-len(self.bundle.train) // self.config.batch_size) * phase.epochs
         factors = self.recipe.rate_factors(self.groups, phase, opened, epochs_done)
         if factors:
-            log.info("discriminative rates: x%.3g at the lowest unfrozen group, x%.3g at the "
-                     "top one", min(factors.values()), max(factors.values()))
+            log.info("backbone rates: x%.3g to x%.3g of the head's", min(factors.values()),
+                     max(factors.values()))
         return make_optimizer(make_schedule(phase.schedule, phase.learning_rate, steps),
                               self.config.weight_decay, factors)
 
@@ -342,10 +342,10 @@ def _plots(run: RunDir, rows, phase_starts, metrics, class_names) -> None:
                    run / "plots" / "confusion_matrix.png", f"confusion matrix ({split})")
 
 
-def _save_backbone(run: RunDir, model, backbone: ResolvedBackbone, bundle: DataBundle) -> None:
+def _save_backbone(run: RunDir, backbone: ResolvedBackbone, bundle: DataBundle) -> None:
     meta = dataclasses.replace(backbone.meta, source_classes=list(bundle.class_names),
                                source_data=bundle.spec)
-    run.save_model(task_parts(model).backbone, BACKBONE_FILE)
+    run.save_model(backbone.model, BACKBONE_FILE)  # trained inside the kept model
     run.write_text(BACKBONE_META, meta.to_json() + "\n")
 
 
