@@ -25,7 +25,7 @@ from kerastl.data.images import MAX_PIXELS
 from kerastl.edit import color_ops
 from kerastl.edit.color_apply import load_color_model
 from kerastl.edit.color_eval import correct, predict_params
-from kerastl.export.layout import check_plain_export, reserved_version, staged_folder
+from kerastl.export.layout import check_plain_export, export_version, staged_folder
 from kerastl.export.parity import artifact_size, median_latency_ms
 from kerastl.export.savedmodel import decode_image
 from kerastl.runs import atomic_write, atomic_write_text
@@ -39,13 +39,8 @@ def export_color(run_or_model: str | Path, format: str, name: str, out: str | Pa
     check_plain_export(format, quantize, "colour model",
                        "int8 would coarsen the correction itself")
     model = load_color_model(run_or_model)
-    model_dir = Path(out) / name
-    with reserved_version(model_dir, version) as version:
-        if format == "savedmodel":
-            path, report = _savedmodel(model, model_dir / str(version))
-        else:
-            path, report = _tflite(model, model_dir, name, version, quantize)
-    return path, version, report
+    return export_version(model, format, Path(out) / name, version, quantize, _savedmodel,
+                          _tflite)
 
 
 def build_color_archive(model, max_pixels: int = MAX_PIXELS):

@@ -20,7 +20,7 @@ import numpy as np
 
 from kerastl._tf import tensorflow
 from kerastl.errors import KerastlError
-from kerastl.export.layout import check_plain_export, reserved_version, staged_folder
+from kerastl.export.layout import check_plain_export, export_version, staged_folder
 from kerastl.export.parity import artifact_size, median_latency_ms
 from kerastl.runs import GAN_JOBS, atomic_write, atomic_write_text
 
@@ -36,13 +36,8 @@ def export_generator(run_or_model: str | Path, job: str, format: str, name: str,
     check_plain_export(format, quantize, "generative model",
                        "int8 would need calibration latents and coarsens the images")
     model = _load(run_or_model, job)
-    model_dir = Path(out) / name
-    with reserved_version(model_dir, version) as version:
-        if format == "savedmodel":
-            path, report = _savedmodel(model, model_dir / str(version))
-        else:
-            path, report = _tflite(model, model_dir, name, version, quantize)
-    return path, version, report
+    return export_version(model, format, Path(out) / name, version, quantize, _savedmodel,
+                          _tflite)
 
 
 def _load(run_or_model, job: str):

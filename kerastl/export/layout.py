@@ -95,6 +95,18 @@ def write_labels(folder: Path, class_names: list[str]) -> Path:
     return atomic_write_text(folder / "labels.txt", "\n".join(class_names) + "\n")
 
 
+def export_version(model, format: str, model_dir: Path, version: int | None, quantize: str,
+                   savedmodel, tflite) -> tuple[Path, int, dict]:
+    """Write ``model`` as a new version under ``model_dir``: ``savedmodel(model, folder)`` or
+    ``tflite(model, model_dir, name, version, quantize)``; returns (path, version, report)."""
+    with reserved_version(model_dir, version) as version:
+        if format == "savedmodel":
+            path, report = savedmodel(model, model_dir / str(version))
+        else:
+            path, report = tflite(model, model_dir, model_dir.name, version, quantize)
+    return path, version, report
+
+
 def check_plain_export(format: str, quantize: str, what: str, why_no_int8: str) -> None:
     """A model other than a classifier exports to ``savedmodel`` or ``tflite``, unquantized or
     with float weights quantized (int8 activations: ``why_no_int8``)."""
