@@ -16,7 +16,6 @@ on the bundled sample at 128 px (2 frozen + 2 unfrozen epochs: export_latency's 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import tempfile
@@ -29,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import kerastl  # noqa: E402
 from kerastl._tf import tensorflow  # noqa: E402
+from kerastl.export.tflite import int8_op_errors, keep_float  # noqa: E402
 from kerastl.serving import TFLiteRunner, primary_output  # noqa: E402
 from kerastl.transfer.finetune import config_data, config_from_file  # noqa: E402
 
@@ -62,38 +62,12 @@ def saved_model(model, folder: Path) -> str:
     return str(folder)
 
 
-def int8_converter(folder: str, calibration: np.ndarray, float_fallback: bool):
+def int8_converter(folder: str, calibration: np.ndarray):
     converter = tf.lite.TFLiteConverter.from_saved_model(folder)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([image[None]] for image in calibration)
-    ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.target_spec.supported_ops = ops + [tf.lite.OpsSet.TFLITE_BUILTINS] * float_fallback
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return converter
-
-
-def layer_errors(folder: str, calibration: np.ndarray, debug: np.ndarray) -> list[dict]:
-    """Every quantized op's output error in quantization steps, worst first."""
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=int8_converter(folder, calibration, True),
-        debug_dataset=lambda: ([image[None]] for image in debug))
-    debugger.run()
-    with tempfile.TemporaryFile("w+") as table:
-        debugger.layer_statistics_dump(table)
-        table.seek(0)
-        rows = list(csv.DictReader(table))
-    for row in rows:
-        row["steps"] = float(np.sqrt(float(row["mean_squared_error"])) / float(row["scale"]))
-    return sorted(rows, key=lambda row: -row["steps"])
-
-
-def keep_float(folder: str, calibration: np.ndarray, debug: np.ndarray, names: list[str]):
-    if not names:
-        return int8_converter(folder, calibration, False).convert()
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=int8_converter(folder, calibration, True),
-        debug_dataset=lambda: ([image[None]] for image in debug),
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names))
-    return debugger.get_nondebug_quantized_model()
 
 
 def score(blob: bytes, path: Path, test, keras_top1: np.ndarray, repeats: int) -> dict:
@@ -132,7 +106,11 @@ def main() -> None:
         folder = saved_model(model, work / "saved")
         calibration = train[:args.calibration_images]
         debug = train[::max(1, len(train) // args.debug_images)][:args.debug_images]
-        errors = layer_errors(folder, calibration, debug)
+
+        def debug_images():
+            return (image[None] for image in debug)
+
+        errors = int8_op_errors(int8_converter(folder, calibration), debug_images)
         print(f"Keras test accuracy {np.mean(keras_top1 == test.labels):.3f}; {len(errors)} "
               f"quantized ops, median error {statistics.median(r['steps'] for r in errors):.2f} "
               "steps; the worst:")
@@ -144,8 +122,9 @@ def main() -> None:
               f"{'ms/img':>7} {'speed':>6} {'pieces':>6}")
         rows = [("float32", reference)] + [
             (f"int8, {k} worst in float" if k else "int8 (full)",
-             score(keep_float(folder, calibration, debug,
-                              [r["tensor_name"] for r in errors[:k]]),
+             score(keep_float(int8_converter(folder, calibration), debug_images,
+                             [r["tensor_name"] for r in errors[:k]]) if k else
+                  int8_converter(folder, calibration).convert(),
                    work / f"int8-float{k}.tflite", test, keras_top1, args.repeats))
             for k in args.keep_float]
         for name, row in rows:

@@ -152,6 +152,28 @@ def test_int8_io_takes_uint8(trained_run, tmp_path):
     assert runner.input["dtype"] == np.uint8 and runner.output["dtype"] == np.uint8
 
 
+def _float_ops(path) -> int:
+    """Ops computing in float inside a TFLite model (not counting the casts around them)."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(
+        model_path=str(path),
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    return sum(all(dtypes[i] == np.float32 for i in op["outputs"])
+               for op in interpreter._get_ops_details()
+               if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE"))
+
+
+def test_int8_keeps_the_ops_it_hurts_most_in_float_when_asked(trained_run, tmp_path):
+    full = export_model(trained_run, "tflite", quantize="int8", out=tmp_path, check_images=8)
+    mixed = export_model(trained_run, "tflite", quantize="int8", float_ops=2, out=tmp_path,
+                         check_images=8)
+    assert _float_ops(mixed.path) == _float_ops(full.path) + 2
+    assert mixed.report["float_ops"] == 2 and "float_ops" not in full.report
+    assert mixed.report["top1_agreement"] >= 0.9
+
+
 def test_int8_hard_swish_runs_inside_xnnpack(tmp_path):
     """LiteRT's XNNPACK has no int8 HARD_SWISH: left as is, each one splits the graph."""
     keras.utils.set_random_seed(0)
@@ -213,6 +235,7 @@ def test_exports_read_back_for_predict_and_evaluate(saved, trained_run, session_
 @pytest.mark.parametrize("args,message", [
     (["--format", "savedmodel", "--quantize", "int8"], "applies to tflite only"),
     (["--format", "tflite", "--quantize", "int8"], "needs calibration images"),
+    (["--format", "tflite", "--quantize", "dynamic", "--float-ops", "2"], "int8 only"),
 ])
 def test_export_errors_are_clear(trained_run, tmp_path, args, message):
     bare = tmp_path / "bare.keras"

@@ -45,7 +45,8 @@ class ExportResult:
 def export_model(model: str | Path, format: str = "savedmodel", quantize: str = "none",
                  name: str | None = None, version: int | None = None, data: str | None = None,
                  out: str | Path = "saved_models", check_images: int = 64,
-                 int8_io: bool = False, exact_hard_swish: bool = False) -> ExportResult:
+                 int8_io: bool = False, exact_hard_swish: bool = False,
+                 float_ops: int = 0) -> ExportResult:
     """Export ``model`` (a run directory or ``.keras`` file) and check it against Keras.
 
     Args:
@@ -56,6 +57,8 @@ def export_model(model: str | Path, format: str = "savedmodel", quantize: str = 
         int8_io: with int8, uint8 input and output tensors.
         exact_hard_swish: with int8, keep TFLite's HARD_SWISH op (see
             :func:`kerastl.export.tflite.convert`).
+        float_ops: with int8, keep this many ops in float, those int8 hurts most (see
+            :func:`kerastl.export.tflite.convert`).
     """
     if format not in FORMATS:
         raise KerastlError(f"--format takes {', '.join(FORMATS)}. Received: {format}")
@@ -63,6 +66,8 @@ def export_model(model: str | Path, format: str = "savedmodel", quantize: str = 
         raise KerastlError(f"--quantize takes {', '.join(QUANTIZATIONS)}. Received: {quantize}")
     if quantize != "none" and format != "tflite":
         raise KerastlError(f"--quantize applies to tflite only (received --format {format})")
+    if float_ops and quantize != "int8":
+        raise KerastlError(f"--float-ops applies to int8 only (received --quantize {quantize})")
     name = check_name(name or _default_name(Path(model)))
     record = require_job(model, (*CLASSIFIER_JOBS, COLOR_JOB, *GAN_JOBS, *VAE_JOBS),
                          "kerastl export")
@@ -86,7 +91,7 @@ def export_model(model: str | Path, format: str = "savedmodel", quantize: str = 
     with reserved_version(model_dir, version) as version:
         path, report = exporters[format](source, model_dir, name, version, pixels, checked_on,
                                          quantize=quantize, int8_io=int8_io,
-                                         exact_hard_swish=exact_hard_swish)
+                                         exact_hard_swish=exact_hard_swish, float_ops=float_ops)
     return ExportResult(path, version, report)
 
 
@@ -207,7 +212,7 @@ def _export_savedmodel(source: ModelSource, model_dir: Path, name: str, version:
 
 def _export_tflite(source: ModelSource, model_dir: Path, name: str, version: int,
                    pixels: np.ndarray, checked_on: str, quantize: str, int8_io: bool,
-                   exact_hard_swish: bool) -> tuple[Path, dict]:
+                   exact_hard_swish: bool, float_ops: int = 0) -> tuple[Path, dict]:
     from kerastl.export.tflite import TFLiteRunner
 
     representative = source.calibration() if quantize == "int8" else None
@@ -215,12 +220,14 @@ def _export_tflite(source: ModelSource, model_dir: Path, name: str, version: int
         raise KerastlError("int8 quantization needs calibration images: the run's data is not "
                            "at hand, so pass --data")
     flatbuffer = convert(source.classifier.keras_model, quantize, representative, int8_io,
-                         exact_hard_swish=exact_hard_swish)
+                         exact_hard_swish=exact_hard_swish, float_ops=float_ops)
     suffix = "" if quantize == "none" else f"-{quantize}"
     path = atomic_write(model_dir / f"{name}-v{version}{suffix}.tflite", flatbuffer)
     runner = TFLiteRunner(str(path))
     report = parity_report(source.classifier.predict_batch, runner, pixels, path, checked_on)
     report["xnnpack_partitions"] = runner.delegate_partitions
+    if float_ops:
+        report["float_ops"] = float_ops
     write_labels(model_dir, source.classifier.class_names)
     _write_report(_report_path(path), source, version, "tflite", quantize, report)
     return path, report
