@@ -86,7 +86,7 @@ def convert(model, quantize: str = "none",
         _configure(converter, quantize, representative, int8_io)
         try:
             if float_ops:
-                return _keep_float(converter, representative, float_ops)
+                return _worst_in_float(converter, representative, float_ops)
             return converter.convert()
         except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError and more
             raise KerastlError(
@@ -144,7 +144,7 @@ def keep_float(converter, debug_images: Callable[[], Iterable[np.ndarray]],
     return _debugger(converter, debug_images, options).get_nondebug_quantized_model()
 
 
-def _keep_float(converter, representative, count: int) -> bytes:
+def _worst_in_float(converter, representative, count: int) -> bytes:
     def debug_images():
         return itertools.islice(representative(), DEBUG_IMAGES)
 
