@@ -28,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import kerastl  # noqa: E402
 from kerastl._tf import tensorflow  # noqa: E402
-from kerastl.export.tflite import int8_op_errors, keep_float  # noqa: E402
+from kerastl.export.tflite import int8_debugger, int8_op_errors, keep_float  # noqa: E402
 from kerastl.serving import TFLiteRunner, primary_output  # noqa: E402
 from kerastl.transfer.finetune import config_data, config_from_file  # noqa: E402
 
@@ -110,7 +110,8 @@ def main() -> None:
         def debug_images():
             return (image[None] for image in debug)
 
-        errors = int8_op_errors(int8_converter(folder, calibration), debug_images)
+        debugger = int8_debugger(int8_converter(folder, calibration), debug_images)
+        errors = int8_op_errors(debugger)
         print(f"Keras test accuracy {np.mean(keras_top1 == test.labels):.3f}; {len(errors)} "
               f"quantized ops, median error {statistics.median(r['steps'] for r in errors):.2f} "
               "steps; the worst:")
@@ -122,9 +123,8 @@ def main() -> None:
               f"{'ms/img':>7} {'speed':>6} {'pieces':>6}")
         rows = [("float32", reference)] + [
             (f"int8, {k} worst in float" if k else "int8 (full)",
-             score(keep_float(int8_converter(folder, calibration), debug_images,
-                             [r["tensor_name"] for r in errors[:k]]) if k else
-                  int8_converter(folder, calibration).convert(),
+             score(keep_float(debugger, [r["tensor_name"] for r in errors[:k]]) if k else
+                   int8_converter(folder, calibration).convert(),
                    work / f"int8-float{k}.tflite", test, keras_top1, args.repeats))
             for k in args.keep_float]
         for name, row in rows:

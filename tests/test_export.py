@@ -156,9 +156,9 @@ def _float_ops(path) -> int:
     """Ops computing in float inside a TFLite model (not counting the casts around them)."""
     import tensorflow as tf
 
-    interpreter = tf.lite.Interpreter(
-        model_path=str(path),
-        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    resolver = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = tf.lite.Interpreter(model_path=str(path),
+                                      experimental_op_resolver_type=resolver)
     dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
     return sum(all(dtypes[i] == np.float32 for i in op["outputs"])
                for op in interpreter._get_ops_details()

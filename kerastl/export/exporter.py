@@ -21,7 +21,7 @@ from kerastl.export.generator import export_generator
 from kerastl.errors import KerastlError
 from kerastl.export.layout import reserved_version, staged_folder, write_labels
 from kerastl.export.parity import parity_report
-from kerastl.export.tflite import QUANTIZATIONS, convert
+from kerastl.export.tflite import QUANTIZATIONS, check_float_ops, convert
 from kerastl.serving import Classifier, load_classifier
 from kerastl.runs import CLASSIFIER_JOBS, COLOR_JOB, GAN_JOBS, METRICS_FILE, VAE_JOBS, \
     atomic_write, atomic_write_text, check_name, require_job, staged_file
@@ -66,8 +66,7 @@ def export_model(model: str | Path, format: str = "savedmodel", quantize: str = 
         raise KerastlError(f"--quantize takes {', '.join(QUANTIZATIONS)}. Received: {quantize}")
     if quantize != "none" and format != "tflite":
         raise KerastlError(f"--quantize applies to tflite only (received --format {format})")
-    if float_ops and quantize != "int8":
-        raise KerastlError(f"--float-ops applies to int8 only (received --quantize {quantize})")
+    check_float_ops(float_ops, quantize)  # before any work
     name = check_name(name or _default_name(Path(model)))
     record = require_job(model, (*CLASSIFIER_JOBS, COLOR_JOB, *GAN_JOBS, *VAE_JOBS),
                          "kerastl export")

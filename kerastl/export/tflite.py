@@ -68,8 +68,7 @@ def convert(model, quantize: str = "none",
     if quantize == "int8" and representative is None:
         raise KerastlError("int8 quantization needs calibration images: export a run whose data "
                            "is at hand, or pass --data")
-    if float_ops and quantize != "int8":
-        raise KerastlError(f"--float-ops applies to int8 only (received --quantize {quantize})")
+    check_float_ops(float_ops, quantize)
     if inputs is None:
         height, width = (int(d) for d in model.input_shape[1:3])
         inputs = tf.TensorSpec([None, height, width, 3], tf.float32, name="pixels")
@@ -121,11 +120,20 @@ def _int8_friendly_activations(model):
             layer.activation = original
 
 
-def int8_op_errors(converter, debug_images: Callable[[], Iterable[np.ndarray]]) -> list[dict]:
-    """Each quantized op of an int8 ``converter`` (set up as :func:`convert` sets it) with its
-    output's error against the float op in quantization steps (``steps``: RMSE / scale),
-    worst first. ``tensor_name`` names the op for ``denylisted_nodes``."""
-    debugger = _debugger(converter, debug_images)
+def int8_debugger(converter, debug_images: Callable[[], Iterable[np.ndarray]]):
+    """TFLite's QuantizationDebugger on an int8 ``converter`` (set up as :func:`convert` sets
+    it), calibrated once; float ops allowed where :func:`keep_float` asks for them."""
+    tf = tensorflow()
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                           tf.lite.OpsSet.TFLITE_BUILTINS]
+    return tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=lambda: ([image] for image in debug_images()))
+
+
+def int8_op_errors(debugger) -> list[dict]:
+    """Each quantized op with its output's error against the float op in quantization steps
+    (``steps``: RMSE / scale), worst first. ``tensor_name`` names the op for
+    :func:`keep_float`."""
     debugger.run()
     table = io.StringIO()
     debugger.layer_statistics_dump(table)
@@ -136,30 +144,25 @@ def int8_op_errors(converter, debug_images: Callable[[], Iterable[np.ndarray]]) 
     return sorted(rows, key=lambda row: -row["steps"])
 
 
-def keep_float(converter, debug_images: Callable[[], Iterable[np.ndarray]],
-               names: list[str]) -> bytes:
-    """The int8 model of ``converter`` with the ops ``names`` (``tensor_name``) in float."""
+def keep_float(debugger, names: list[str]) -> bytes:
+    """The debugger's int8 model with the ops ``names`` (``tensor_name``) in float (from its
+    calibrated model: no second calibration)."""
     tf = tensorflow()
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(names))
-    return _debugger(converter, debug_images, options).get_nondebug_quantized_model()
+    debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_nodes=list(names))
+    return debugger.get_nondebug_quantized_model()
+
+
+def check_float_ops(float_ops: int, quantize: str) -> None:
+    if float_ops and quantize != "int8":
+        raise KerastlError(f"--float-ops applies to int8 only (received --quantize {quantize})")
 
 
 def _worst_in_float(converter, representative, count: int) -> bytes:
-    def debug_images():
-        return itertools.islice(representative(), DEBUG_IMAGES)
-
-    worst = [row["tensor_name"] for row in int8_op_errors(converter, debug_images)[:count]]
-    return keep_float(converter, debug_images, worst)
-
-
-def _debugger(converter, debug_images, options=None):
-    """TFLite's QuantizationDebugger on ``converter``, float ops allowed where denylisted."""
-    tf = tensorflow()
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                                           tf.lite.OpsSet.TFLITE_BUILTINS]
-    return tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=lambda: ([image] for image in debug_images()),
-        debug_options=options)
+    debugger = int8_debugger(converter,
+                             lambda: itertools.islice(representative(), DEBUG_IMAGES))
+    worst = [row["tensor_name"] for row in int8_op_errors(debugger)[:count]]
+    return keep_float(debugger, worst)
 
 
 def _configure(converter, quantize: str, representative, int8_io: bool) -> None:
