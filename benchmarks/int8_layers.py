@@ -7,10 +7,17 @@ The ``K`` worst ops are then left in float (selective quantization, the debugger
 top-1 agreement with Keras on the test images, size against float TFLite, milliseconds per
 image (batch 1, LiteRT with XNNPACK) and XNNPACK pieces.
 
+Then kerastl's own ``convert`` (what ``kerastl export --quantize int8`` runs): pixels reach
+the stem on an exact int8 grid, and the int8 weights are chosen on the calibration images
+(adaptive rounding of the stem and depthwise layers, bias correction: see
+``kerastl/export/int8_weights.py``), against the same with nearest rounding and with
+``--float-ops`` (which turns the weight calibration off).
+
 The model: a finetuned run (``--run``), or by default EfficientNet-Lite0 from ImageNet finetuned
 on the bundled sample at 128 px (2 frozen + 2 unfrozen epochs: export_latency's recipe). Run:
 
-    python benchmarks/int8_layers.py [--run RUN] [--keep-float 0 1 3 5 10] [--work DIR]
+    python benchmarks/int8_layers.py [--run RUN] [--keep-float 0 1 3 5 10]
+        [--kerastl-float-ops 5] [--work DIR]
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import kerastl  # noqa: E402
 from kerastl._tf import tensorflow  # noqa: E402
-from kerastl.export.tflite import int8_debugger, int8_op_errors, keep_float  # noqa: E402
+from kerastl.export.tflite import (convert, int8_debugger, int8_op_errors,  # noqa: E402
+                                   keep_float)
 from kerastl.serving import TFLiteRunner, primary_output  # noqa: E402
 from kerastl.transfer.finetune import config_data, config_from_file  # noqa: E402
 
@@ -92,6 +100,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", help="a finetuned classifier run [default: train Lite0]")
     parser.add_argument("--keep-float", type=int, nargs="+", default=[0, 1, 3, 5, 10])
+    parser.add_argument("--kerastl-float-ops", type=int, nargs="*", default=[5],
+                        help="rows of kerastl's convert with this many ops in float")
     parser.add_argument("--calibration-images", type=int, default=200)
     parser.add_argument("--debug-images", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=50)
@@ -119,7 +129,7 @@ def main() -> None:
             print(f"  {row['steps']:6.2f} steps  {row['op_name']:18} {row['tensor_name'][:80]}")
         float_blob = tf.lite.TFLiteConverter.from_saved_model(folder).convert()
         reference = score(float_blob, work / "float.tflite", test, keras_top1, args.repeats)
-        print(f"\n{'model':22} {'agreement':>9} {'accuracy':>8} {'MB':>6} {'size':>6} "
+        print(f"\n{'model':26} {'agreement':>9} {'accuracy':>8} {'MB':>6} {'size':>6} "
               f"{'ms/img':>7} {'speed':>6} {'pieces':>6}")
         rows = [("float32", reference)] + [
             (f"int8, {k} worst in float" if k else "int8 (full)",
@@ -127,8 +137,17 @@ def main() -> None:
                    int8_converter(folder, calibration).convert(),
                    work / f"int8-float{k}.tflite", test, keras_top1, args.repeats))
             for k in args.keep_float]
+        def representative():
+            return (image[None] for image in calibration)
+        kerastl_rows = [("kerastl int8", {}),
+                        ("kerastl int8, nearest", {"calibrate_weights": False})]
+        kerastl_rows += [(f"kerastl int8, {k} in float", {"float_ops": k})
+                         for k in args.kerastl_float_ops]
+        rows += [(name, score(convert(model, "int8", representative, **options),
+                              work / f"kerastl-{index}.tflite", test, keras_top1, args.repeats))
+                 for index, (name, options) in enumerate(kerastl_rows)]
         for name, row in rows:
-            print(f"{name:22} {row['agreement']:>9.3f} {row['accuracy']:>8.3f} "
+            print(f"{name:26} {row['agreement']:>9.3f} {row['accuracy']:>8.3f} "
                   f"{row['mb']:>6.2f} {row['mb'] / reference['mb']:>5.3f}x "
                   f"{row['ms']:>7.2f} {reference['ms'] / row['ms']:>5.2f}x {row['pieces']:>6}")
 

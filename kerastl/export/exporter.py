@@ -21,7 +21,7 @@ from kerastl.export.generator import export_generator
 from kerastl.errors import KerastlError
 from kerastl.export.layout import reserved_version, staged_folder, write_labels
 from kerastl.export.parity import parity_report
-from kerastl.export.tflite import QUANTIZATIONS, check_float_ops, convert
+from kerastl.export.tflite import QUANTIZATIONS, check_float_ops, convert, weights_calibrated
 from kerastl.serving import Classifier, load_classifier
 from kerastl.runs import CLASSIFIER_JOBS, COLOR_JOB, GAN_JOBS, METRICS_FILE, VAE_JOBS, \
     atomic_write, atomic_write_text, check_name, require_job, staged_file
@@ -227,6 +227,8 @@ def _export_tflite(source: ModelSource, model_dir: Path, name: str, version: int
     report["xnnpack_partitions"] = runner.delegate_partitions
     if float_ops:
         report["float_ops"] = float_ops
+    if weights_calibrated(quantize, float_ops):
+        report["int8_weights"] = "adaptive rounding and bias correction on calibration images"
     write_labels(model_dir, source.classifier.class_names)
     _write_report(_report_path(path), source, version, "tflite", quantize, report)
     return path, report

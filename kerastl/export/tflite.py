@@ -31,6 +31,7 @@ import numpy as np
 
 from kerastl._tf import tensorflow
 from kerastl.errors import KerastlError
+from kerastl.export.int8_weights import int8_weight_calibration
 from kerastl.serving import TFLiteRunner, primary_output  # noqa: F401 - TFLiteRunner: API
 
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
@@ -41,7 +42,8 @@ DEBUG_IMAGES = 50
 def convert(model, quantize: str = "none",
             representative: Callable[[], Iterable[np.ndarray]] | None = None,
             int8_io: bool = False, outputs: Callable | None = None,
-            exact_hard_swish: bool = False, inputs=None, float_ops: int = 0) -> bytes:
+            exact_hard_swish: bool = False, inputs=None, float_ops: int = 0,
+            calibrate_weights: bool = True) -> bytes:
     """The model's forward pass (float32 pixels 0-255 in, probabilities out) as TFLite bytes.
 
     Args:
@@ -59,6 +61,9 @@ def convert(model, quantize: str = "none",
             conditional).
         float_ops: with ``int8``, keep this many ops in float: those whose int8 output errs
             most (see the module's notes).
+        calibrate_weights: with ``int8`` and no ``float_ops`` (and the model's own input),
+            round each convolution's weights up or down as suits the calibration images and
+            let its bias absorb the mean error left (:mod:`kerastl.export.int8_weights`).
     """
     tf = tensorflow()
     import keras
@@ -74,7 +79,11 @@ def convert(model, quantize: str = "none",
         inputs = tf.TensorSpec([None, height, width, 3], tf.float32, name="pixels")
     rewrite = _int8_friendly_activations(model) if quantize == "int8" and not exact_hard_swish \
         else contextlib.nullcontext()
-    with tempfile.TemporaryDirectory() as folder, rewrite:
+    rescale = _int8_exact_rescaling(model) if quantize == "int8" else contextlib.nullcontext()
+    correct = int8_weight_calibration(model, _batched(representative())) \
+        if calibrate_weights and outputs is None and weights_calibrated(quantize, float_ops) \
+        else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory() as folder, correct, rewrite, rescale:
         archive = keras.export.ExportArchive()
         archive.track(model)
         archive.add_endpoint("serve", outputs or (
@@ -120,6 +129,38 @@ def _int8_friendly_activations(model):
             layer.activation = original
 
 
+def int8_exact_rescaling(inputs, scale: float, offset: float):
+    """Keras ``Rescaling``'s ``x * scale + offset`` as ``(x + offset / scale) * scale``. On
+    0-255 pixels the sum is whole (or half-whole) numbers, which int8 holds exactly and the
+    converter folds ``scale`` into the next convolution; the product first left ``x * scale``
+    on an int8 grid of 1.5 grey levels (EfficientNet-Lite's ``(x - 127) / 128``)."""
+    from keras import ops
+
+    return ops.multiply(ops.add(inputs, offset / scale), scale)
+
+
+@contextlib.contextmanager
+def _int8_exact_rescaling(model):
+    """Swap every scalar ``Rescaling`` of ``model`` (nested models and layers included) for
+    :func:`int8_exact_rescaling` while the model is traced; restored afterwards."""
+    import functools
+
+    import keras
+
+    swapped = [layer for layer in model._flatten_layers(include_self=False)
+               if isinstance(layer, keras.layers.Rescaling)
+               and all(isinstance(v, (int, float)) for v in (layer.scale, layer.offset))
+               and layer.scale != 0]
+    for layer in swapped:
+        layer.call = functools.partial(int8_exact_rescaling, scale=float(layer.scale),
+                                       offset=float(layer.offset))
+    try:
+        yield len(swapped)
+    finally:
+        for layer in swapped:
+            del layer.call
+
+
 def int8_debugger(converter, debug_images: Callable[[], Iterable[np.ndarray]]):
     """TFLite's QuantizationDebugger on an int8 ``converter`` (set up as :func:`convert` sets
     it), calibrated once; float ops allowed where :func:`keep_float` asks for them."""
@@ -153,6 +194,14 @@ def keep_float(debugger, names: list[str]) -> bytes:
     return debugger.get_nondebug_quantized_model()
 
 
+def weights_calibrated(quantize: str, float_ops: int) -> bool:
+    """Whether :func:`convert` chooses the int8 weights on calibration images: for int8 with
+    every op quantized (an op kept in float would compute with rounded weights and a
+    corrected bias meant for int8: measured on Lite0, 5 float ops agree on 0.991 of the test
+    images without calibrated weights, 0.985 with them)."""
+    return quantize == "int8" and not float_ops
+
+
 def check_float_ops(float_ops: int, quantize: str) -> None:
     if float_ops and quantize != "int8":
         raise KerastlError(f"--float-ops applies to int8 only (received --quantize {quantize})")
@@ -163,6 +212,18 @@ def _worst_in_float(converter, representative, count: int) -> bytes:
                              lambda: itertools.islice(representative(), DEBUG_IMAGES))
     worst = [row["tensor_name"] for row in int8_op_errors(debugger)[:count]]
     return keep_float(debugger, worst)
+
+
+def _batched(images: Iterable[np.ndarray], size: int = 32) -> Iterable[np.ndarray]:
+    """Image batches of ``size`` from batches of any size."""
+    pending = []
+    for batch in images:
+        pending.append(batch)
+        if sum(len(b) for b in pending) >= size:
+            yield np.concatenate(pending)
+            pending = []
+    if pending:
+        yield np.concatenate(pending)
 
 
 def _configure(converter, quantize: str, representative, int8_io: bool) -> None:
