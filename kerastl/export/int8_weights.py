@@ -119,10 +119,10 @@ class _Target:
         scale = np.abs(weights).max(axis=1, keepdims=True) / 127.0
         scale = np.where(scale == 0, 1.0, scale)
         steps = weights / scale
-        nearest = np.sign(steps) * np.floor(np.abs(steps) + 0.5)
+        chosen = np.sign(steps) * np.floor(np.abs(steps) + 0.5)  # nearest, as TFLite rounds
         if self.adaptive and self.count:
-            nearest = adaptive_rounding(steps, nearest, self.second / self.count)
-        return (nearest - steps) * scale
+            chosen = adaptive_rounding(steps, chosen, self.second / self.count)
+        return (chosen - steps) * scale
 
     def apply(self, error: np.ndarray) -> None:
         """Set the kernel to the chosen int8 values and the bias to absorb the mean error."""
