@@ -218,6 +218,11 @@ def _export_tflite(source: ModelSource, model_dir: Path, name: str, version: int
     if quantize == "int8" and representative is None:
         raise KerastlError("int8 quantization needs calibration images: the run's data is not "
                            "at hand, so pass --data")
+    if quantize == "int8":
+        log.info("int8: calibrating on up to %d training images%s, then converting (a minute or "
+                 "more for a large model on a CPU)", CALIBRATION_IMAGES,
+                 " (choosing the weights too)" if weights_calibrated(quantize, float_ops)
+                 else f" (ranking ops for {float_ops} in float)")
     flatbuffer = convert(source.classifier.keras_model, quantize, representative, int8_io,
                          exact_hard_swish=exact_hard_swish, float_ops=float_ops)
     suffix = "" if quantize == "none" else f"-{quantize}"
