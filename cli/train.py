@@ -8,7 +8,7 @@ import click
 
 from kerastl.backbones import REGISTRY, get_spec
 from kerastl.compute import JIT_SETTINGS, PRECISIONS
-from kerastl.transfer.config import DEFAULT_BACKBONE, SELECT_MODES, FinetuneConfig
+from kerastl.transfer.config import DEFAULT_BACKBONE, HEAD_INITS, SELECT_MODES, FinetuneConfig
 from kerastl.errors import KerastlError
 from kerastl.data.pipeline import AUGMENTATIONS
 from kerastl.distribute import STRATEGIES
@@ -203,6 +203,11 @@ def schedule_options(command):
                           "times slower (ULMFiT: 2.6; 1: one rate)."),
         click.option("--gradual", is_flag=True,
                      help="Gradual unfreezing: one more block group per epoch of phase 2."),
+        click.option("--head-init", type=click.Choice(HEAD_INITS), default=DEFAULT["head_init"],
+                     help="How the classification layer starts. centroids: from the class "
+                          "centroids of the training images' features (imprinting; strong "
+                          "with a few labels per class on pretrained features), kept unless "
+                          "an epoch validates better; works with 0 epochs too."),
         click.option("--recipe", type=click.Choice(tuple(RECIPES)),
                      help="fine_tune (fastai): frozen epochs then all unfrozen at lr/2, "
                           "one-cycle, rates down to lr/100 at the lowest group. "
@@ -361,7 +366,9 @@ def _summarise(result) -> None:
                          "macro_f1": h["macro_f1"]} for name, h in m.get("heads", {}).items())
     click.echo()
     print_table(rows)
-    click.echo(f"\nBest epoch {result.metrics['best_epoch']}; run directory: {result.run_dir}")
+    best = result.metrics["best_epoch"]
+    kept = f"Best epoch {best}" if best else "Kept the imprinted head (no epoch validated better)"
+    click.echo(f"\n{kept}; run directory: {result.run_dir}")
     click.echo(f"Plots: {result.run_dir / 'plots'}")
 
 

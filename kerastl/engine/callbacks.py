@@ -20,6 +20,10 @@ from kerastl.runs import HISTORY_FILE, MODEL_FILE, RunDir
 keras = keras_module()
 log = logging.getLogger("kerastl")
 
+#: The epoch index of a model kept as it was before any training (its kept epoch, counted
+#: from 1 in ``metrics.json``, is then 0).
+BEFORE_TRAINING = -1
+
 
 class BestModelSaver(keras.callbacks.Callback):
     """Save ``target`` atomically whenever ``monitor`` improves, across all phases.
@@ -46,6 +50,11 @@ class BestModelSaver(keras.callbacks.Callback):
         self._weights: list | None = None
 
     def on_epoch_end(self, epoch, logs=None):
+        self.consider(epoch, logs)
+
+    def consider(self, epoch: int, logs: dict | None) -> None:
+        """Keep ``target`` if ``logs`` (the figures of ``epoch``, or of
+        :data:`BEFORE_TRAINING`) beat or tie the best so far."""
         if non_finite(logs):
             return  # an epoch whose figures are NaN is never the one kept
         if self.monitor is None:
@@ -184,6 +193,7 @@ class FittedPhases:
     best: BestModelSaver
     history: HistoryWriter
     phase_starts: dict[str, int]
+    initial: dict | None = None  # the validation figures of the model before training
 
 
 class SampleGrid(keras.callbacks.Callback):

@@ -24,8 +24,8 @@ import logging
 import time
 from typing import Callable
 
-from kerastl.engine.callbacks import BestModelSaver, FittedPhases, HistoryWriter, StopOnNaN, \
-    fit_verbosity
+from kerastl.engine.callbacks import BEFORE_TRAINING, BestModelSaver, FittedPhases, \
+    HistoryWriter, StopOnNaN, fit_verbosity
 from kerastl.engine.checkpoint import EpochCheckpoint, TrainingState, load_weights, \
     remove_checkpoints, restore_optimizer, truncate_history
 from kerastl.engine.loop import fit
@@ -96,6 +96,14 @@ class PhaseEngine:
         self.checkpoint = EpochCheckpoint(run, target, self.state, self.best,
                                           weights=not self.whole_model)
         self.nan_guard = StopOnNaN()
+        self.initial: dict | None = None
+
+    def keep_initial(self, logs: dict) -> None:
+        """Let the model as it is now, before any training (a head set rather than trained),
+        compete for the kept model; ``logs`` holds its validation figures. Training keeps an
+        epoch only if it scores as well or better."""
+        self.initial = dict(logs)
+        self.best.consider(BEFORE_TRAINING, logs)
 
     @property
     def stopped(self) -> bool:
@@ -125,7 +133,7 @@ class PhaseEngine:
         if not self.whole_model:  # the kept epoch's weights, as in model.keras, back in target
             self.best.restore_best()
         remove_checkpoints(self.run)
-        return FittedPhases(elapsed, self.best, self.history, state.phase_starts)
+        return FittedPhases(elapsed, self.best, self.history, state.phase_starts, self.initial)
 
     def _fit_phase(self, phase, setup: Setup, continuing: bool) -> None:
         import keras

@@ -19,6 +19,10 @@ from kerastl.transfer.schedule import SCHEDULES, parse_unfreeze
 #: The backbone a classifier run uses when none is named (and no pretrained run gives one).
 DEFAULT_BACKBONE = "mobilenetv3small"
 
+#: How the classification layer starts: random (Keras' Glorot), or from the class centroids
+#: of the training images' pooled features (imprinting, :mod:`kerastl.transfer.imprint`).
+HEAD_INITS = ("random", "centroids")
+
 #: What ``select`` may be, and whether its best is the highest or lowest value.
 SELECT_MODES = {"accuracy": "max", "loss": "min"}
 
@@ -68,6 +72,11 @@ class FinetuneConfig(ScaleSettings, DataSelection, RunSettings, PhaseSettings):
     ``select`` is what picks the kept epoch and drives early stopping: the highest
     validation ``accuracy``, or the lowest validation ``loss`` (smoother with a few
     validation images, where accuracy moves in coarse steps and spikes).
+    ``head_init="centroids"`` sets the classification layer from the class centroids of the
+    training images' pooled features before training (imprinting: nearest-centroid
+    classification from the start, strong with a few labels per class on pretrained
+    features); that model is kept unless an epoch validates as well or better, and with no
+    epochs at all it is the result.
     """
 
     data: str
@@ -90,6 +99,7 @@ class FinetuneConfig(ScaleSettings, DataSelection, RunSettings, PhaseSettings):
     jit_compile: str = "auto"
     precision: str = "float32"
     feature_cache: bool = True
+    head_init: str = "random"
     heads: list[str] | None = None
     job: str = "finetune"
     save_backbone: bool = False
@@ -99,9 +109,13 @@ class FinetuneConfig(ScaleSettings, DataSelection, RunSettings, PhaseSettings):
         parse_unfreeze(self.unfreeze)  # a bad spec fails before any work
         for name, choices in (("select", SELECT_MODES), ("augment", AUGMENTATIONS),
                               ("schedule", SCHEDULES), ("recipe", (None, *RECIPES)),
-                              ("job", CLASSIFIER_JOBS)):
+                              ("job", CLASSIFIER_JOBS), ("head_init", HEAD_INITS)):
             check_choice(self, name, choices)
         make_recipe(self.recipe, group_factor=self.group_factor, gradual=self.gradual)
+        if self.frozen_epochs + self.finetune_epochs == 0 and self.head_init == "random":
+            raise KerastlError("nothing to train: --frozen-epochs and --finetune-epochs are "
+                               "both 0 (only --head-init centroids gives a model without "
+                               "training)")
         self.class_weight = None if self.class_weight in (None, "none") else self.class_weight
         if self.heads and (self.label_smoothing or self.class_weight or self.mixup
                            or self.cutmix):

@@ -23,9 +23,10 @@ from kerastl.errors import KerastlError
 from kerastl.report import plot_confusion, plot_history
 from kerastl.runs import CLASSIFIER_JOBS, CONFIG_FILE, HEADS_FILE, LABELS_FILE, \
     METRICS_FILE, RunDir, default_run_name, run_path, versions
-from kerastl.task import PRIMARY, split_at_features
+from kerastl.task import PREDICTIONS, PRIMARY, split_at_features
 from kerastl.transfer.heads import Head, lookups, make_head, parse_head
 from kerastl.transfer.feature_cache import can_cache_features, features_of
+from kerastl.transfer.imprint import imprint_heads
 from kerastl.transfer.model import ResolvedBackbone, backbone_of_run, build_classifier, \
     resolve_backbone
 from kerastl.settings import from_settings
@@ -159,8 +160,47 @@ def _fit_phases(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: Data
     engine = PhaseEngine(run, model, monitor=_monitor(bundle, heads, config.select),
                          mode=SELECT_MODES[config.select], patience=config.patience,
                          resume=resume, verbose=config.verbose)
+    if resume is None and config.head_init == "centroids":
+        engine.keep_initial(imprint_run_heads(config, model, bundle, heads))
     trainer = PhaseTrainer(config, model, backbone, bundle, heads)
     return engine.fit(phases, trainer.setup)
+
+
+def imprint_run_heads(config: FinetuneConfig, model, bundle: DataBundle,
+                      heads: list[Head]) -> dict:
+    """Set every softmax layer from the training images' class centroids; the figures the
+    run selects on, for the model as it now is (a resumed run keeps its trained head)."""
+    targets = {PREDICTIONS: None, **{h.name: np.asarray(h.lookup) for h in heads}}
+    imprinted = imprint_heads(model, bundle.train, config.batch_size, targets)
+    empty = imprinted[PREDICTIONS].empty_classes
+    if empty:
+        log.warning("no training image of %s: their outputs start at zero",
+                    ", ".join(bundle.class_names[c] for c in empty))
+    figures = validation_figures(model, bundle, config, heads)
+    log.info("head set from the class centroids of %d training images (imprinting, scale "
+             "%.3g)%s", len(bundle.train), imprinted[PREDICTIONS].scale,
+             "".join(f"; {k} {v:.3f} before training" for k, v in figures.items()))
+    return figures
+
+
+def validation_figures(model, bundle: DataBundle, config: FinetuneConfig,
+                       heads: list[Head]) -> dict:
+    """The primary head's validation accuracy and loss as the run's compiled model reports
+    them (label smoothing included), under the names the run selects by."""
+    from kerastl.inference import predictions
+
+    if not len(bundle.val):
+        return {}
+    outputs = predictions(model, make_dataset(bundle.val, config.batch_size))
+    probabilities = outputs[PRIMARY] if heads else outputs
+    labels = bundle.val.labels
+    log_p = np.log(np.clip(probabilities, 1e-7, 1.0))
+    smoothing = config.label_smoothing
+    loss = -((1 - smoothing) * log_p[np.arange(len(labels)), labels] +
+             smoothing * log_p.mean(axis=1))
+    prefix = f"val_{PRIMARY}_" if heads else "val_"
+    return {f"{prefix}accuracy": float(np.mean(probabilities.argmax(axis=1) == labels)),
+            f"{prefix}loss": float(loss.mean())}
 
 
 def plan_run_phases(config: FinetuneConfig, backbone: ResolvedBackbone) -> list[Phase]:
@@ -203,6 +243,8 @@ def _finish(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: DataBund
     metrics = _evaluate_splits(best_model, bundle, config.batch_size, heads)
     metrics["best_epoch"] = (fitted.best.best_epoch or 0) + 1
     metrics["train_seconds"] = round(fitted.elapsed, 1)
+    if fitted.initial:
+        metrics["before_training"] = fitted.initial
     run.write_json(METRICS_FILE, metrics)
     _plots(run, fitted.history.rows, fitted.phase_starts, metrics, bundle.class_names)
     if config.save_backbone:
@@ -334,7 +376,8 @@ def _evaluate_splits(model, bundle: DataBundle, batch_size: int,
 
 
 def _plots(run: RunDir, rows, phase_starts, metrics, class_names) -> None:
-    plot_history(rows, phase_starts, run / "plots" / "training_curves.png")
+    if rows:  # none when an imprinted head was kept without training
+        plot_history(rows, phase_starts, run / "plots" / "training_curves.png")
     split = "test" if "test" in metrics else "val"
     if split not in metrics:
         return
