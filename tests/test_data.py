@@ -146,6 +146,25 @@ def test_fashion_mnist_from_debian(fashion_available):
     assert np.bincount(y_test).tolist() == [1000] * 10
 
 
+def test_only_the_selected_images_are_resized(fashion_available, monkeypatch):
+    """Fashion-MNIST 5-9 at 10 labels per class fits where all 60,000 images would not
+    (at 224 px: 8.4 GiB); what is kept is the selection's pixels, resized."""
+    from kerastl.data.images import resize_array
+
+    monkeypatch.setattr("kerastl.data.sources.MAX_IN_MEMORY_BYTES", 40 * 2**20)
+    with pytest.raises(DataError, match="images at 32x32 need"):
+        load_data("fashion_mnist", 32)
+    few = load_data("fashion_mnist", 32, classes="5-9", per_class=10, seed=3)
+    assert few.train.images.shape == (40, 32, 32, 3) and len(few.test) == 5000
+    (x_train, y_train), _ = fashion_mnist_arrays()
+    at_28 = load_data("fashion_mnist", 28, classes="5-9", per_class=10, seed=3)
+    np.testing.assert_array_equal(at_28.train.labels, few.train.labels)
+    rows = [np.flatnonzero((x_train == image[..., 0]).all(axis=(1, 2)))[0]
+            for image in at_28.train.images[:3]]
+    expected = np.stack([resize_array(x_train[row], (32, 32)) for row in rows])
+    np.testing.assert_array_equal(few.train.images[:3], expected)
+
+
 def test_colour_fixture_is_what_the_tests_think(tmp_path):
     pixels = np.asarray(make_image(COLOURS["green"], 0))
     assert pixels[..., 1].mean() > pixels[..., 0].mean()

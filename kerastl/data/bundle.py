@@ -10,7 +10,7 @@ import numpy as np
 
 from kerastl.data.images import SkippedFiles
 from kerastl.data.imageset import ImageSet, parse_classes
-from kerastl.data.sources import UNLABELLED, load_splits, load_unlabelled_splits
+from kerastl.data.sources import UNLABELLED, at_size, load_splits, load_unlabelled_splits
 from kerastl.data.split import narrow, sample_limit, sample_per_class, stratified_split
 from kerastl.errors import DataError
 
@@ -71,7 +71,7 @@ def load_data(spec: str, image_size: int | tuple[int, int], *, val_fraction: flo
     """
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     skipped = SkippedFiles()
-    splits = load_splits(spec, size, skipped)
+    splits = load_splits(spec, size, skipped, resize=False)
     if skipped.total:
         log.warning("%s", skipped.summary())
     classes = parse_classes(classes)
@@ -84,8 +84,14 @@ def load_data(spec: str, image_size: int | tuple[int, int], *, val_fraction: flo
     if val is None:
         train, val = stratified_split(train, val_fraction, seed)
         _warn_unvalidated(spec, train, val)
-    return DataBundle(spec=str(spec), train=train, val=val, test=splits.get("test"),
-                      skipped=skipped)
+    return resized_bundle(spec, size, skipped, train, val, splits.get("test"))
+
+
+def resized_bundle(spec: str, size: tuple[int, int], skipped: SkippedFiles, train: ImageSet,
+                   val: ImageSet, test: ImageSet | None) -> DataBundle:
+    """The bundle of the selected images, each at ``size`` (only these are resized)."""
+    return DataBundle(spec=str(spec), train=at_size(train, size), val=at_size(val, size),
+                      test=None if test is None else at_size(test, size), skipped=skipped)
 
 
 def _warn_unvalidated(spec: str, train: ImageSet, val: ImageSet) -> None:
@@ -115,14 +121,14 @@ def load_images(spec: str, image_size: int | tuple[int, int], *, val_fraction: f
     skipped = SkippedFiles()
     classes = parse_classes(classes)
     if classes or per_class:
-        splits = load_splits(spec, size, skipped)
+        splits = load_splits(spec, size, skipped, resize=False)
         if classes:
             splits = {name: part.select_classes(classes) for name, part in splits.items()}
         if per_class:
             splits["train"] = sample_per_class(splits["train"], per_class, seed)
         splits = {name: _unlabel(part) for name, part in splits.items()}
     else:
-        splits = load_unlabelled_splits(spec, size, skipped)
+        splits = load_unlabelled_splits(spec, size, skipped, resize=False)
     if skipped.total:
         log.warning("%s", skipped.summary())
     train = splits["train"]
@@ -133,8 +139,7 @@ def load_images(spec: str, image_size: int | tuple[int, int], *, val_fraction: f
     val = splits.get("val")
     if val is None:
         train, val = stratified_split(train, val_fraction, seed)
-    return DataBundle(spec=str(spec), train=train, val=val, test=splits.get("test"),
-                      skipped=skipped)
+    return resized_bundle(spec, size, skipped, train, val, splits.get("test"))
 
 
 def _unlabel(data: ImageSet) -> ImageSet:

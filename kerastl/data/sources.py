@@ -47,13 +47,18 @@ MAX_IN_MEMORY_BYTES = 8 * 2**30
 Splits = dict[str, ImageSet]
 
 
-def load_splits(spec: str, size: tuple[int, int], skipped: SkippedFiles) -> Splits:
-    """Read the data named by ``spec`` as {"train": ..., ["val": ...], ["test": ...]}."""
+def load_splits(spec: str, size: tuple[int, int], skipped: SkippedFiles, *,
+                resize: bool = True) -> Splits:
+    """Read the data named by ``spec`` as {"train": ..., ["val": ...], ["test": ...]}.
+
+    With ``resize=False`` the bundled sample and Fashion-MNIST come at their own size (28 px
+    grey), so that a selection of them is resized alone (:func:`at_size`): 60,000 images at
+    224 px would not fit in memory, the 50 of a few-shot run do."""
     spec = str(spec)
     if spec == "sample":
-        return _load_npz(SAMPLE_PATH, size)
+        return _load_npz(SAMPLE_PATH, size if resize else None)
     if spec in ("fashion_mnist", "fashion-mnist"):
-        return _load_fashion_mnist(size)
+        return _load_fashion_mnist(size if resize else None)
     if spec.startswith("tfds:"):
         return _load_tfds(spec, size)
     return load_folder(Path(spec).expanduser(), size, skipped)
@@ -88,12 +93,13 @@ def _warn_empty_classes(root: Path, train: ImageSet) -> None:
                     ", ".join(empty))
 
 
-def load_unlabelled_splits(spec: str, size: tuple[int, int], skipped: SkippedFiles) -> Splits:
+def load_unlabelled_splits(spec: str, size: tuple[int, int], skipped: SkippedFiles, *,
+                           resize: bool = True) -> Splits:
     """Like :func:`load_splits`, with every image under a folder in one class, ``image``."""
     path = Path(str(spec)).expanduser()
     if not path.is_dir():
         return {name: ImageSet(part.images, np.zeros(len(part), np.int64), [UNLABELLED])
-                for name, part in load_splits(spec, size, skipped).items()}
+                for name, part in load_splits(spec, size, skipped, resize=resize).items()}
     split_dirs = {SPLIT_NAMES[d.name.lower()]: d for d in _subfolders(path)
                   if d.name.lower() in SPLIT_NAMES}
     if "train" not in split_dirs:
@@ -209,8 +215,11 @@ def _check_fits_in_memory(n_images: int, size: tuple[int, int]) -> None:
 # --- arrays: sample, Fashion-MNIST, TFDS ----------------------------------------------
 
 def from_arrays(images: np.ndarray, labels: np.ndarray, class_names: list[str],
-                size: tuple[int, int]) -> ImageSet:
-    """Resize raw uint8 arrays (N,H,W[,C]) to RGB at ``size`` through the file path's resize."""
+                size: tuple[int, int] | None) -> ImageSet:
+    """Resize raw uint8 arrays (N,H,W[,C]) to RGB at ``size`` through the file path's resize
+    (``size`` None: as they are, to be resized by :func:`at_size` once selected)."""
+    if size is None:
+        return ImageSet(images, labels, class_names)
     _check_fits_in_memory(len(images), size)
     if images.shape[1:3] == tuple(size) and images.ndim == 4 and images.shape[3] == 3:
         resized = images.astype(np.uint8, copy=False)
@@ -220,7 +229,14 @@ def from_arrays(images: np.ndarray, labels: np.ndarray, class_names: list[str],
     return ImageSet(resized, labels, class_names)
 
 
-def _load_npz(path: Path, size: tuple[int, int]) -> Splits:
+def at_size(data: ImageSet, size: tuple[int, int]) -> ImageSet:
+    """``data`` as RGB images at ``size`` (a set from ``load_splits(..., resize=False)``)."""
+    if tuple(data.images.shape[1:]) == (*size, 3):
+        return data  # a folder's images are read at size
+    return from_arrays(data.images, data.labels, data.class_names, size)
+
+
+def _load_npz(path: Path, size: tuple[int, int] | None) -> Splits:
     if not path.exists():
         raise DataError(f"the bundled sample is missing from the install: {path}")
     with np.load(path) as npz:
@@ -253,7 +269,7 @@ def _read_idx(path: Path, header_bytes: int) -> np.ndarray:
         return np.frombuffer(f.read(), dtype=np.uint8, offset=header_bytes)
 
 
-def _load_fashion_mnist(size: tuple[int, int]) -> Splits:
+def _load_fashion_mnist(size: tuple[int, int] | None) -> Splits:
     (x_train, y_train), (x_test, y_test) = fashion_mnist_arrays()
     return {"train": from_arrays(x_train, y_train, FASHION_MNIST_CLASSES, size),
             "test": from_arrays(x_test, y_test, FASHION_MNIST_CLASSES, size)}
