@@ -72,38 +72,43 @@ def main() -> None:
     parser.add_argument("--head-init", choices=["random", "centroids"], default="random",
                         help="how both arms' classification layer starts (centroids: "
                              "imprinted, and kept unless an epoch validates better)")
+    parser.add_argument("--arms", default="transfer,scratch", choices=[
+        "transfer,scratch", "transfer", "scratch"], help="which runs to make per seed")
     args = parser.parse_args()
     started = time.time()
     with tempfile.TemporaryDirectory() as scratch_space:
         runs = args.runs or scratch_space
-        if args.weights == "imagenet":
-            transfer_from = dict(backbone=args.backbone, weights="imagenet")
-        else:
+        arms = {name: None for name in args.arms.split(",")}
+        if "transfer" in arms and args.weights == "imagenet":
+            arms["transfer"] = dict(backbone=args.backbone, weights="imagenet")
+        elif "transfer" in arms:
             source_dir = args.source or str(pretrain_source(args, runs))
-            transfer_from = dict(backbone=None, weights=source_dir)
+            arms["transfer"] = dict(backbone=None, weights=source_dir)
+        if "scratch" in arms:
+            arms["scratch"] = dict(backbone=args.backbone, weights="none", lr=args.scratch_lr)
         rows = []
         for labels in map(int, args.labels.split(",")):
-            scores = {"transfer": [], "scratch": []}
+            scores = {name: [] for name in arms}
             for seed in map(int, args.seeds.split(",")):
                 common = dict(classes="5-9", per_class=labels, seed=seed, runs_dir=runs,
                               **schedule(args))
-                transfer = kerastl.finetune("fashion_mnist", name=f"t{labels}-{seed}",
-                                            **transfer_from, **common)
-                scratch = kerastl.finetune("fashion_mnist", backbone=args.backbone,
-                                           weights="none", name=f"s{labels}-{seed}",
-                                           **{**common, "lr": args.scratch_lr})
-                scores["transfer"].append(transfer.metrics["test"]["accuracy"])
-                scores["scratch"].append(scratch.metrics["test"]["accuracy"])
-                print(f"  {labels} labels/class, seed {seed}: transfer "
-                      f"{scores['transfer'][-1]:.3f} (epoch {transfer.metrics['best_epoch']} "
-                      f"kept), scratch {scores['scratch'][-1]:.3f} (epoch "
-                      f"{scratch.metrics['best_epoch']})", flush=True)
+                kept = []
+                for name, arm in arms.items():
+                    result = kerastl.finetune("fashion_mnist", name=f"{name[0]}{labels}-{seed}",
+                                              **{**common, **arm})
+                    scores[name].append(result.metrics["test"]["accuracy"])
+                    kept.append(f"{name} {scores[name][-1]:.3f} (epoch "
+                                f"{result.metrics['best_epoch']} kept)")
+                print(f"  {labels} labels/class, seed {seed}: {', '.join(kept)}", flush=True)
             rows.append((labels, scores))
-    print(f"\n{'labels/class':>12} {'transfer':>15} {'scratch':>15} {'gain (points)':>14}")
+    print(f"\n{'labels/class':>12} " + " ".join(f"{name:>15}" for name in arms) +
+          (f" {'gain (points)':>14}" if len(arms) == 2 else ""))
     for labels, scores in rows:
-        t, s = scores["transfer"], scores["scratch"]
-        gain = 100 * (statistics.mean(t) - statistics.mean(s))
-        print(f"{labels:>12} {mean_std(t):>15} {mean_std(s):>15} {gain:>+14.1f}")
+        line = f"{labels:>12} " + " ".join(f"{mean_std(v):>15}" for v in scores.values())
+        if len(arms) == 2:
+            t, s = scores["transfer"], scores["scratch"]
+            line += f" {100 * (statistics.mean(t) - statistics.mean(s)):>+14.1f}"
+        print(line)
     print(f"\nfrom {args.weights}; schedule: {schedule(args)}, scratch lr {args.scratch_lr}; "
           f"total {time.time() - started:.0f} s")
 
