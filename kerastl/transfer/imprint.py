@@ -22,7 +22,6 @@ import logging
 import numpy as np
 
 from kerastl.data import ImageSet
-from kerastl.transfer.feature_cache import features_of
 
 log = logging.getLogger("kerastl")
 
@@ -105,10 +104,12 @@ def imprint_heads(model, data: ImageSet, batch_size: int,
     """Set each softmax layer named in ``targets`` from the centroids of ``model``'s pooled
     features of ``data``; ``targets`` maps a layer to a lookup from ``data``'s labels to its
     own (None: the labels themselves). One forward pass over ``data``."""
+    from kerastl.data.pipeline import make_dataset
+    from kerastl.inference import predictions
     from kerastl.task import split_at_features
 
-    extractor, _ = split_at_features(model)
-    features = features_of(extractor, data, batch_size).images
+    extractor, _ = split_at_features(model)  # a traced pass: no replica context needed
+    features = predictions(extractor, make_dataset(data, batch_size))
     imprinted = {}
     for name, lookup in targets.items():
         layer = model.get_layer(name)

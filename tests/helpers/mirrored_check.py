@@ -92,7 +92,7 @@ def finetune_mirrored():
     result = kerastl.finetune(sys.argv[sys.argv.index("--finetune") + 1],
                               backbone="kerastl_small", weights="none", image_size=32,
                               frozen_epochs=0, finetune_epochs=1, batch_size=8,
-                              strategy="mirrored", devices="cpu:0,cpu:1",
+                              head_init="centroids", strategy="mirrored", devices="cpu:0,cpu:1",
                               runs_dir=sys.argv[-1], name="mirrored", verbose=0)
     print("RESULT " + json.dumps({"accuracy": result.metrics["val"]["accuracy"]}))
 

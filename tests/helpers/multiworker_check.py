@@ -27,9 +27,9 @@ def finetune(data, runs_dir):
     import kerastl
 
     result = kerastl.finetune(data, backbone="kerastl_small", weights="none", image_size=32,
-                              frozen_epochs=0, finetune_epochs=2, batch_size=8, augment="none",
-                              strategy="multiworker", runs_dir=runs_dir, name="finetune",
-                              verbose=0)
+                              frozen_epochs=0, finetune_epochs=2, batch_size=8,
+                              augment="none", head_init="centroids", strategy="multiworker",
+                              runs_dir=runs_dir, name="finetune", verbose=0)
     return result.run_dir, result.model.get_weights()
 
 
