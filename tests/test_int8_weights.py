@@ -174,3 +174,18 @@ def test_int8_keeps_every_grey_level_through_rescaling(tmp_path):
     seen = _first_convolution_input(path, pixels).ravel()
     slope, intercept = np.polyfit(pixels.ravel(), seen, 1)
     assert np.abs(seen - (slope * pixels.ravel() + intercept)).max() < 1e-3 * abs(slope)
+
+
+def test_swapped_attributes_are_put_back_even_after_an_error():
+    import keras
+
+    from kerastl.export.swap import swapped
+
+    layer = keras.layers.Dense(2, activation="relu")
+    original = layer.activation
+    with pytest.raises(RuntimeError):
+        with swapped([(layer, "activation", abs), (layer, "call", lambda x: x)]) as count:
+            assert count == 2 and layer.activation is abs and layer.call(3) == 3
+            raise RuntimeError("converter failed")
+    assert layer.activation is original
+    assert "call" not in vars(layer) and layer.call.__func__ is keras.layers.Dense.call

@@ -33,6 +33,8 @@ from typing import Iterable
 
 import numpy as np
 
+from kerastl.export.swap import swapped
+
 #: Layers with more weights per output channel keep nearest rounding. 32 takes a 3x3 stem and
 #: 3x3 or 5x5 depthwise convolutions; on Lite0, choosing the rounding of its 1x1
 #: convolutions too (up to 1,152 weights a channel) lowered agreement (0.983 against 0.989):
@@ -272,11 +274,7 @@ def _record_patches(model, targets: list[_Target], images) -> None:
             return original(inputs, *args, **kwargs)
         return call
 
-    for target in targets:
-        target.conv.call = recording(target, target.conv.call)
-    try:
+    with swapped((target.conv, "call", recording(target, target.conv.call))
+                 for target in targets):
         for batch in images:
             model(batch, training=False)
-    finally:
-        for target in targets:
-            del target.conv.call

@@ -36,6 +36,7 @@ import numpy as np
 from kerastl._tf import tensorflow
 from kerastl.errors import KerastlError
 from kerastl.export.int8_weights import int8_weight_calibration
+from kerastl.export.swap import swapped
 from kerastl.serving import TFLiteRunner, primary_output  # noqa: F401 - TFLiteRunner: API
 
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
@@ -117,20 +118,13 @@ def int8_friendly_hard_swish(x):
     return (x * (1.0 / 6.0)) * ops.relu6(x + 3.0)
 
 
-@contextlib.contextmanager
 def _int8_friendly_activations(model):
     """Swap every hard-swish activation of ``model`` (nested models included) for
     :func:`int8_friendly_hard_swish` while the model is traced; restored afterwards."""
-    swapped = [layer for layer in model._flatten_layers(include_self=False)
-               if getattr(getattr(layer, "activation", None), "__name__", "") in HARD_SWISH_NAMES]
-    originals = [layer.activation for layer in swapped]
-    for layer in swapped:
-        layer.activation = int8_friendly_hard_swish
-    try:
-        yield len(swapped)
-    finally:
-        for layer, original in zip(swapped, originals):
-            layer.activation = original
+    return swapped((layer, "activation", int8_friendly_hard_swish)
+                   for layer in model._flatten_layers(include_self=False)
+                   if getattr(getattr(layer, "activation", None), "__name__", "")
+                   in HARD_SWISH_NAMES)
 
 
 def int8_exact_rescaling(inputs, scale: float, offset: float):
@@ -143,7 +137,6 @@ def int8_exact_rescaling(inputs, scale: float, offset: float):
     return ops.multiply(ops.add(inputs, offset / scale), scale)
 
 
-@contextlib.contextmanager
 def _int8_exact_rescaling(model):
     """Swap every scalar ``Rescaling`` of ``model`` (nested models and layers included) for
     :func:`int8_exact_rescaling` while the model is traced; restored afterwards."""
@@ -151,18 +144,12 @@ def _int8_exact_rescaling(model):
 
     import keras
 
-    swapped = [layer for layer in model._flatten_layers(include_self=False)
-               if isinstance(layer, keras.layers.Rescaling)
-               and all(isinstance(v, (int, float)) for v in (layer.scale, layer.offset))
-               and layer.scale != 0]
-    for layer in swapped:
-        layer.call = functools.partial(int8_exact_rescaling, scale=float(layer.scale),
-                                       offset=float(layer.offset))
-    try:
-        yield len(swapped)
-    finally:
-        for layer in swapped:
-            del layer.call
+    return swapped((layer, "call", functools.partial(
+        int8_exact_rescaling, scale=float(layer.scale), offset=float(layer.offset)))
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.Rescaling)
+        and all(isinstance(v, (int, float)) for v in (layer.scale, layer.offset))
+        and layer.scale != 0)
 
 
 def int8_debugger(converter, debug_images: Callable[[], Iterable[np.ndarray]]):
