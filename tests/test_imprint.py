@@ -146,3 +146,25 @@ def test_cli_says_when_the_imprinted_head_is_kept(tmp_path):
     assert "Kept the imprinted head" in result.output
     config = json.loads((tmp_path / "cli" / "config.json").read_text())
     assert config["settings"]["head_init"] == "centroids"
+
+
+def test_the_frozen_phase_trains_on_the_features_imprinting_read(tmp_path, monkeypatch):
+    """One forward pass over the training images, not two, and the same head as the full
+    model trains."""
+    from kerastl.transfer import finetune as finetune_module
+
+    reads = []
+    original = finetune_module.features_of
+    monkeypatch.setattr(finetune_module, "features_of",
+                        lambda extractor, data, size: reads.append(len(data)) or
+                        original(extractor, data, size))
+    runs = {}
+    for cache in (True, False):
+        runs[cache] = kerastl.finetune("sample", frozen_epochs=2, finetune_epochs=0,
+                                       augment="none", dropout=0.0, feature_cache=cache,
+                                       runs_dir=str(tmp_path), name=f"cache-{cache}",
+                                       **IMPRINT_ONLY)
+    assert reads == [len(runs[True].data.val)]  # the cached phase read only validation
+    for a, b in zip(runs[True].model.get_layer("predictions").weights,
+                    runs[False].model.get_layer("predictions").weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4)

@@ -11,7 +11,7 @@ import numpy as np
 from kerastl._tf import tensorflow
 from kerastl.compute import precision_policy, use_xla
 from kerastl.backbones import BACKBONE_FILE, BACKBONE_META, layer_groups
-from kerastl.data import DataBundle, load_data
+from kerastl.data import DataBundle, ImageSet, load_data
 from kerastl.data.pipeline import make_dataset
 from kerastl.distribute import synchronize_batchnorm, validation_batch, worker_run_dir
 from kerastl.engine import start_run
@@ -160,18 +160,20 @@ def _fit_phases(config: FinetuneConfig, backbone: ResolvedBackbone, bundle: Data
     engine = PhaseEngine(run, model, monitor=_monitor(bundle, heads, config.select),
                          mode=SELECT_MODES[config.select], patience=config.patience,
                          resume=resume, verbose=config.verbose)
-    if resume is None and config.head_init == "centroids":
-        engine.keep_initial(imprint_run_heads(config, model, bundle, heads))
     trainer = PhaseTrainer(config, model, backbone, bundle, heads)
+    if resume is None and config.head_init == "centroids":
+        figures, trainer.untrained_features = imprint_run_heads(config, model, bundle, heads)
+        engine.keep_initial(figures)
     return engine.fit(phases, trainer.setup)
 
 
 def imprint_run_heads(config: FinetuneConfig, model, bundle: DataBundle,
-                      heads: list[Head]) -> dict:
-    """Set every softmax layer from the training images' class centroids; the figures the
-    run selects on, for the model as it now is (a resumed run keeps its trained head)."""
+                      heads: list[Head]) -> tuple[dict, ImageSet]:
+    """Set every softmax layer from the training images' class centroids (a resumed run keeps
+    its trained head). Returns the figures the run selects on, for the model as it now is,
+    and the training images' pooled features."""
     targets = {PREDICTIONS: None, **{h.name: np.asarray(h.lookup) for h in heads}}
-    imprinted = imprint_heads(model, bundle.train, config.batch_size, targets)
+    imprinted, features = imprint_heads(model, bundle.train, config.batch_size, targets)
     empty = imprinted[PREDICTIONS].empty_classes
     if empty:
         log.warning("no training image of %s: their outputs start at zero",
@@ -180,7 +182,7 @@ def imprint_run_heads(config: FinetuneConfig, model, bundle: DataBundle,
     log.info("head set from the class centroids of %d training images (imprinting, scale "
              "%.3g)%s", len(bundle.train), imprinted[PREDICTIONS].scale,
              "".join(f"; {k} {v:.3f} before training" for k, v in figures.items()))
-    return figures
+    return figures, features
 
 
 def validation_figures(model, bundle: DataBundle, config: FinetuneConfig,
@@ -268,14 +270,18 @@ class PhaseTrainer:
         self.own_loop = needs_own_loop(strategy)
         self.xla = use_xla(config.jit_compile)
         self._image_data = None
+        #: The training images' pooled features from the backbone as built (imprinting read
+        #: them): the first phase's feature cache reuses them; later phases may have trained it.
+        self.untrained_features: ImageSet | None = None
 
     def setup(self, phase: Phase, start: int, epochs_done: int) -> PhaseSetup:
         """Open the backbone as ``phase`` says and compile what it fits (a fresh optimizer,
         on the phase's schedule from ``epochs_done`` of its epochs on)."""
+        untrained, self.untrained_features = self.untrained_features, None
         opened = self.recipe.freeze_before_training(self.backbone.model, self.groups, phase)
         cached = self.config.feature_cache and not self.heads and not self.own_loop and \
             can_cache_features(bool(opened), self.config.augment, self.one_hot, phase.train_bn)
-        fit_model, train_ds, val_ds = self._features_and_head() if cached else \
+        fit_model, train_ds, val_ds = self._features_and_head(untrained) if cached else \
             (self.model, *self._image_datasets())
         trainable = sum(int(np.prod(w.shape)) for w in self.model.trainable_weights)
         log.info("phase %s: %d epoch(s) at lr %.2g, %d backbone layer(s) unfrozen, %s trainable "
@@ -328,10 +334,11 @@ class PhaseTrainer:
             self._image_data = (train, val)
         return self._image_data
 
-    def _features_and_head(self):
+    def _features_and_head(self, train: ImageSet | None = None):
         extractor, head = split_at_features(self.model)
         size = self.config.batch_size
-        train = features_of(extractor, self.bundle.train, size)
+        if train is None:
+            train = features_of(extractor, self.bundle.train, size)
         val = make_dataset(features_of(extractor, self.bundle.val, size), self._val_batch(),
                            one_hot=self.one_hot, drop_remainder=self.replicas > 1) \
             if len(self.bundle.val) else None

@@ -100,10 +100,11 @@ def imprint(features: np.ndarray, labels: np.ndarray, num_classes: int) -> Impri
 
 
 def imprint_heads(model, data: ImageSet, batch_size: int,
-                  targets: dict[str, np.ndarray | None]) -> dict[str, Imprint]:
+                  targets: dict[str, np.ndarray | None]) -> tuple[dict[str, Imprint], ImageSet]:
     """Set each softmax layer named in ``targets`` from the centroids of ``model``'s pooled
     features of ``data``; ``targets`` maps a layer to a lookup from ``data``'s labels to its
-    own (None: the labels themselves). One forward pass over ``data``."""
+    own (None: the labels themselves). One forward pass over ``data``, whose features come
+    back with what was imprinted (a frozen phase can train on them)."""
     from kerastl.data.pipeline import make_dataset
     from kerastl.inference import predictions
     from kerastl.task import split_at_features
@@ -117,4 +118,4 @@ def imprint_heads(model, data: ImageSet, batch_size: int,
         result = imprint(features, labels, layer.units)
         layer.set_weights([result.kernel, np.zeros(layer.units, np.float32)])
         imprinted[name] = result
-    return imprinted
+    return imprinted, ImageSet(features, data.labels, data.class_names)
