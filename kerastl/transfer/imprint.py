@@ -47,8 +47,7 @@ def unit_rows(matrix: np.ndarray) -> np.ndarray:
 def class_centroids(features: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """(classes, dim): the unit mean of each class's unit feature vectors (zero for a class
     without images)."""
-    sums = class_sums(unit_rows(features), labels, num_classes)
-    return unit_rows(sums) * (np.linalg.norm(sums, axis=1, keepdims=True) > 0)
+    return unit_rows(class_sums(unit_rows(features), labels, num_classes))
 
 
 def class_sums(units: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
