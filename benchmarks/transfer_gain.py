@@ -15,7 +15,7 @@ from scratch sat at chance, which would flatter transfer).
         --image-size 64          # transfer from ImageNet instead of classes 0-4
     python benchmarks/transfer_gain.py --backbone efficientnetlite0 --weights imagenet \
         --image-size 224 --labels 10 --head-init centroids --frozen-epochs 0 \
-        --finetune-epochs 0      # the imprinted head alone (both arms)
+        --finetune-epochs 0 --arms transfer   # the imprinted head alone
 
 Epoch 0 kept means the imprinted head validated at least as well as every trained epoch.
 
@@ -70,8 +70,9 @@ def main() -> None:
     parser.add_argument("--select", choices=["accuracy", "loss"], default="accuracy",
                         help="the epoch kept: best validation accuracy or loss")
     parser.add_argument("--head-init", choices=["random", "centroids"], default="random",
-                        help="how both arms' classification layer starts (centroids: "
-                             "imprinted, and kept unless an epoch validates better)")
+                        help="how the transfer arm's classification layer starts (centroids: "
+                             "imprinted, and kept unless an epoch validates better; the scratch "
+                             "arm's is random)")
     parser.add_argument("--arms", default="transfer,scratch", choices=[
         "transfer,scratch", "transfer", "scratch"], help="which runs to make per seed")
     args = parser.parse_args()
@@ -85,7 +86,8 @@ def main() -> None:
             source_dir = args.source or str(pretrain_source(args, runs))
             arms["transfer"] = dict(backbone=None, weights=source_dir)
         if "scratch" in arms:
-            arms["scratch"] = dict(backbone=args.backbone, weights="none", lr=args.scratch_lr)
+            arms["scratch"] = dict(backbone=args.backbone, weights="none", lr=args.scratch_lr,
+                                   head_init="random")  # random features: nothing to imprint
         rows = []
         for labels in map(int, args.labels.split(",")):
             scores = {name: [] for name in arms}

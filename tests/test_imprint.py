@@ -115,16 +115,18 @@ def test_figures_before_training_are_the_ones_keras_reports(tmp_path, smoothing)
     assert figures["val_accuracy"] == pytest.approx(keras_accuracy)
 
 
-def test_no_epochs_need_an_imprinted_head():
+def test_no_epochs_need_an_imprinted_head_and_imprinting_needs_pretrained_features():
     with pytest.raises(KerastlError, match="nothing to train.*--head-init centroids"):
         kerastl.FinetuneConfig(data="sample", frozen_epochs=0, finetune_epochs=0)
+    with pytest.raises(KerastlError, match="centroids needs pretrained features"):
+        kerastl.FinetuneConfig(data="sample", weights="none", head_init="centroids")
 
 
 def test_multitask_imprints_every_head_from_its_own_labels(session_folder, tmp_path):
     warmth = tmp_path / "warmth.json"
     warmth.write_text(json.dumps({"red": "warm", "green": "cold", "blue": "cold"}))
     result = kerastl.multitask(str(session_folder), [f"warmth={warmth}"],
-                               backbone="kerastl_small", weights="none", image_size=32,
+                               weights=str(SAMPLE_BACKBONE_DIR), image_size=32,
                                head_init="centroids", frozen_epochs=0, finetune_epochs=0,
                                runs_dir=str(tmp_path), name="mt", verbose=0)
     extractor, _ = split_at_features(result.model)

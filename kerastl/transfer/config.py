@@ -116,6 +116,10 @@ class FinetuneConfig(ScaleSettings, DataSelection, RunSettings, PhaseSettings):
             raise KerastlError("nothing to train: --frozen-epochs and --finetune-epochs are "
                                "both 0 (only --head-init centroids gives a model without "
                                "training)")
+        if self.head_init == "centroids" and self.weights in (None, "none"):
+            raise KerastlError("--head-init centroids needs pretrained features (--weights "
+                               "imagenet or a 'kerastl pretrain' run): random weights give "
+                               "none to imprint from")
         self.class_weight = None if self.class_weight in (None, "none") else self.class_weight
         if self.heads and (self.label_smoothing or self.class_weight or self.mixup
                            or self.cutmix):

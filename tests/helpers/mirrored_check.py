@@ -89,8 +89,10 @@ def main():
 def finetune_mirrored():
     import kerastl
 
+    from kerastl.quickstart import SAMPLE_BACKBONE_DIR
+
     result = kerastl.finetune(sys.argv[sys.argv.index("--finetune") + 1],
-                              backbone="kerastl_small", weights="none", image_size=32,
+                              weights=str(SAMPLE_BACKBONE_DIR), image_size=32,
                               frozen_epochs=0, finetune_epochs=1, batch_size=8,
                               head_init="centroids", strategy="mirrored", devices="cpu:0,cpu:1",
                               runs_dir=sys.argv[-1], name="mirrored", verbose=0)

@@ -26,7 +26,9 @@ def digest(weights) -> str:
 def finetune(data, runs_dir):
     import kerastl
 
-    result = kerastl.finetune(data, backbone="kerastl_small", weights="none", image_size=32,
+    from kerastl.quickstart import SAMPLE_BACKBONE_DIR
+
+    result = kerastl.finetune(data, weights=str(SAMPLE_BACKBONE_DIR), image_size=32,
                               frozen_epochs=0, finetune_epochs=2, batch_size=8,
                               augment="none", head_init="centroids", strategy="multiworker",
                               runs_dir=runs_dir, name="finetune", verbose=0)
