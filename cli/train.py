@@ -327,8 +327,10 @@ def quickstart(ctx: click.Context, **options) -> None:
 
     EfficientNet-Lite0 with Google's ImageNet weights is finetuned on the
     sample's footwear, shirts and bags (classes 5-9) from --per-class labels
-    each, and compared with the same network trained from scratch with the same
-    budget, and with kerastl's small backbone pretrained on the sample's clothes.
+    each, its head first set from the class centroids of its features
+    (--head-init centroids), and compared with the same network trained from
+    scratch with the same budget, and with kerastl's small backbone pretrained
+    on the sample's clothes.
     """
     from kerastl.quickstart import quickstart as run_quickstart
 

@@ -75,6 +75,9 @@ def test_quickstart_transfer_beats_scratch(tmp_path):
     assert "kerastl_small from the clothes" in result.output
     runs = list(tmp_path.glob("quickstart-*/transfer/plots/training_curves.png"))
     assert runs
+    transfer = json.loads((runs[0].parents[1] / "metrics.json").read_text())
+    small = json.loads((runs[0].parents[2] / "small" / "metrics.json").read_text())
+    assert "before_training" in transfer and "before_training" not in small  # imprinted head
 
 
 def test_learning_on_fashion_mnist_is_well_above_chance(fashion_available, tmp_path):
