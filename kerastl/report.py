@@ -26,9 +26,11 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_history(rows: Sequence[dict], phase_starts: dict[str, int], path: Path,
-                 metrics: Sequence[str] | None = None) -> Path:
+                 metrics: Sequence[str] | None = None,
+                 before_training: dict | None = None) -> Path:
     """Loss and accuracy (or ``metrics``) per epoch, train and validation, a dashed line where
-    each phase starts."""
+    each phase starts; ``before_training`` (validation figures of a head set rather than
+    trained) as a star at epoch 0."""
     plt = _pyplot()
     epochs = [row["epoch"] + 1 for row in rows]
     if metrics is None:
@@ -40,6 +42,9 @@ def plot_history(rows: Sequence[dict], phase_starts: dict[str, int], path: Path,
             values = [row.get(prefix + metric) for row in rows]
             if any(v is not None for v in values):
                 ax.plot(epochs, values, style, marker="o", label=(prefix or "train_") + metric)
+        if (before_training or {}).get("val_" + metric) is not None:
+            ax.plot([0], [before_training["val_" + metric]], "*", markersize=12,
+                    label=f"val_{metric} before training")
         for phase, start in phase_starts.items():
             if start > 0:
                 ax.axvline(start + 0.5, color="grey", linestyle=":")

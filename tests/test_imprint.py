@@ -170,3 +170,20 @@ def test_the_frozen_phase_trains_on_the_features_imprinting_read(tmp_path, monke
     for a, b in zip(runs[True].model.get_layer("predictions").weights,
                     runs[False].model.get_layer("predictions").weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4)
+
+
+def test_training_curves_mark_the_head_before_training_at_epoch_0(tmp_path, monkeypatch):
+    from kerastl import report
+
+    figures = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig) or path)
+    rows = [{"epoch": e, "loss": 1.0 - e / 10, "val_loss": 0.9, "accuracy": 0.5,
+             "val_accuracy": 0.6} for e in range(3)]
+    report.plot_history(rows, {"frozen": 0}, tmp_path / "curves.png",
+                        before_training={"val_accuracy": 0.8, "val_loss": 0.4})
+    report.plot_history(rows, {"frozen": 0}, tmp_path / "plain.png")
+    for axis, value in zip(figures[0].axes, (0.4, 0.8)):
+        stars = [line for line in axis.get_lines() if "before training" in line.get_label()]
+        assert len(stars) == 1 and list(stars[0].get_xydata()[0]) == [0, value]
+    assert not any("before training" in line.get_label()
+                   for axis in figures[1].axes for line in axis.get_lines())

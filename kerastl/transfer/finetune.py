@@ -384,7 +384,8 @@ def _evaluate_splits(model, bundle: DataBundle, batch_size: int,
 
 def _plots(run: RunDir, rows, phase_starts, metrics, class_names) -> None:
     if rows:  # none when an imprinted head was kept without training
-        plot_history(rows, phase_starts, run / "plots" / "training_curves.png")
+        plot_history(rows, phase_starts, run / "plots" / "training_curves.png",
+                     before_training=metrics.get("before_training"))
     split = "test" if "test" in metrics else "val"
     if split not in metrics:
         return
