@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 import kerastl
@@ -130,6 +131,26 @@ def test_a_tie_in_validation_accuracy_keeps_the_later_epoch(tmp_path):
     assert saver.best_epoch == 3 and saver.best == pytest.approx(0.8)
     kept = keras.models.load_model(tmp_path / "run" / MODEL_FILE)
     assert float(kept.layers[0].bias.numpy()[0]) == 3.0
+
+
+def test_a_tie_with_the_model_before_training_keeps_it(tmp_path):
+    """An imprinted head scored in float64 (0.6) ties Keras' float32 0.6 of a trained epoch
+    (0.60000002), and the tie keeps the imprinted head; trained epochs still break ties to
+    the later."""
+    import keras
+
+    from kerastl.engine.callbacks import BEFORE_TRAINING, BestModelSaver
+    from kerastl.runs import RunDir
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    (tmp_path / "run").mkdir()
+    saver = BestModelSaver(RunDir(tmp_path / "run"), model)
+    saver.consider(BEFORE_TRAINING, {"val_accuracy": 6 / 10})
+    saver.on_epoch_end(0, {"val_accuracy": float(np.float32(0.6))})
+    assert saver.best_epoch == BEFORE_TRAINING
+    saver.on_epoch_end(1, {"val_accuracy": 1.0})
+    saver.on_epoch_end(2, {"val_accuracy": float(np.float32(1.0))})
+    assert saver.best_epoch == 2
 
 
 def test_the_kept_epoch_is_put_back_into_the_trained_model(tmp_path):

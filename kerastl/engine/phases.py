@@ -101,7 +101,7 @@ class PhaseEngine:
     def keep_initial(self, logs: dict) -> None:
         """Let the model as it is now, before any training (a head set rather than trained),
         compete for the kept model; ``logs`` holds its validation figures. Training keeps an
-        epoch only if it scores as well or better."""
+        epoch only if it scores better (a tie keeps this model)."""
         self.initial = dict(logs)
         self.best.consider(BEFORE_TRAINING, logs)
 

@@ -75,7 +75,7 @@ class FinetuneConfig(ScaleSettings, DataSelection, RunSettings, PhaseSettings):
     ``head_init="centroids"`` sets the classification layer from the class centroids of the
     training images' pooled features before training (imprinting: nearest-centroid
     classification from the start, strong with a few labels per class on pretrained
-    features); that model is kept unless an epoch validates as well or better, and with no
+    features); that model is kept unless an epoch validates better (a tie keeps it), and with no
     epochs at all it is the result.
     """
 
